@@ -1,0 +1,5 @@
+"""``python -m retention``."""
+
+from retention.cli import main
+
+main()

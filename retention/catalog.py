@@ -1,0 +1,131 @@
+"""The reflected database schema, and the lookups every check and plan needs.
+
+Identifiers in SQL come only from here: a name in the policy file is looked up in the
+reflected schema, and the reflected ``Table``/``Column`` objects are what statements are
+built from. So nothing the file says is ever pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+)
+from sqlalchemy.types import TypeEngine
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Reflected tables of the schemas a policy names."""
+
+    metadata: MetaData
+    default_schema: str | None
+
+    def table(self, name: str) -> Table | None:
+        schema, _, bare = name.rpartition(".")
+        key = f"{schema}.{bare}" if schema else bare
+        table = self.metadata.tables.get(key)
+        if table is None and not schema and self.default_schema:
+            table = self.metadata.tables.get(f"{self.default_schema}.{bare}")
+        return table
+
+    def table_names(self) -> list[str]:
+        return sorted(self.metadata.tables)
+
+    def suggest_table(self, name: str) -> str:
+        return suggest(name, [t.split(".")[-1] for t in self.table_names()])
+
+    def foreign_keys_to(self, target: Table) -> list[ForeignKeyConstraint]:
+        """Every foreign key in the reflected schemas that points at ``target``."""
+        out = []
+        for table in self.metadata.tables.values():
+            for fk in table.foreign_key_constraints:
+                if fk.referred_table is target:
+                    out.append(fk)
+        return out
+
+
+def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
+    """Reflect every table of the schemas the given (possibly qualified) names live in."""
+    schemas: set[str | None] = {None}
+    for name in table_names:
+        schema, _, _ = name.rpartition(".")
+        if schema:
+            schemas.add(schema)
+    metadata = MetaData()
+    inspector = inspect(conn)
+    existing = set(inspector.get_schema_names())
+    for schema in schemas:
+        if schema is not None and schema not in existing:
+            continue
+        metadata.reflect(conn, schema=schema, resolve_fks=True)
+    default = inspector.default_schema_name
+    return Catalog(metadata, default)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def column(table: Table, name: str) -> Column[object] | None:
+    return table.columns.get(name)
+
+
+def describe_type(col: Column[object]) -> str:
+    try:
+        return str(col.type.compile())
+    except Exception:  # noqa: BLE001 - a type the default dialect cannot print
+        return type(col.type).__name__
+
+
+def is_datetime(type_: TypeEngine[object]) -> bool:
+    return isinstance(type_, DateTime | Date)
+
+
+def is_integer(type_: TypeEngine[object]) -> bool:
+    return isinstance(type_, Integer)
+
+
+def is_text(type_: TypeEngine[object]) -> bool:
+    return isinstance(type_, String | Text)
+
+
+def text_length(type_: TypeEngine[object]) -> int | None:
+    return getattr(type_, "length", None) if isinstance(type_, String) else None
+
+
+def is_unique(table: Table, col: Column[object]) -> bool:
+    """Whether ``col`` alone is unique: a primary key, a unique constraint or index."""
+    if col.primary_key and len(table.primary_key.columns) == 1:
+        return True
+    if col.unique:
+        return True
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint) and list(constraint.columns) == [col]:
+            return True
+    return any(index.unique and list(index.columns) == [col] for index in table.indexes)
+
+
+def links_between(child: Table, parent: Table) -> list[ForeignKeyConstraint]:
+    """Foreign keys from ``child`` to ``parent``."""
+    return [fk for fk in child.foreign_key_constraints if fk.referred_table is parent]
+
+
+def on_from_fk(fk: ForeignKeyConstraint) -> dict[str, str]:
+    """A foreign key as an ``on`` mapping: {child column: parent column}."""
+    return {el.parent.name: el.column.name for el in fk.elements}

@@ -1,0 +1,139 @@
+"""The command line: parse, call one api function, render, map errors to exit codes.
+
+No SQL and no YAML parsing here. This module alone calls ``sys.exit``; the exit codes are
+SPEC section 4's.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from retention import __version__, api
+from retention.errors import (
+    AuditTampered,
+    ConfigError,
+    DatabaseUnavailable,
+    GuardTripped,
+    PolicyError,
+    RetentionError,
+    RuleFailed,
+    UsageError,
+)
+from retention.logs import configure_logging, get_logger
+from retention.settings import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_GUARD = 3
+EXIT_TAMPERED = 4
+EXIT_TEMPFAIL = 75
+EXIT_CONFIG = 78
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code of an error (SPEC section 4)."""
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, RuleFailed):
+        return EXIT_FAILED
+    if isinstance(exc, GuardTripped):
+        return EXIT_GUARD
+    if isinstance(exc, DatabaseUnavailable):
+        return EXIT_TEMPFAIL
+    if isinstance(exc, AuditTampered):
+        return EXIT_TAMPERED
+    return EXIT_FAILED
+
+
+def _fail(exc: BaseException) -> None:
+    if isinstance(exc, PolicyError):
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+    elif isinstance(exc, RetentionError):
+        click.echo(f"retention: {exc}", err=True)
+    else:
+        # An unexpected error: its text may quote row values (constraint messages do),
+        # so only its class is shown.
+        click.echo(f"retention: unexpected {type(exc).__name__}; see the logs", err=True)
+    sys.exit(exit_code_for(exc))
+
+
+def common_options(func: F) -> F:
+    """--policy and --database on every command; settings built here, once."""
+
+    @click.option("--policy", "policy", type=click.Path(dir_okay=False), default=None,
+                  help="Policy file (default: $RETENTION_POLICY_FILE or policies.yaml).")  # fmt: skip
+    @click.option("--database", "database", default=None, metavar="URL",
+                  help="Database URL (default: $RETENTION_DATABASE_URL or a SQLite file).")  # fmt: skip
+    @functools.wraps(func)
+    def wrapper(policy: str | None, database: str | None, **kwargs: Any) -> Any:
+        try:
+            settings = load_settings(database_url=database, policy_file=policy)
+            configure_logging(settings.log_format, settings.log_level)
+            return func(settings, **kwargs)
+        except (RetentionError, Exception) as exc:  # noqa: BLE001 - the one place errors become exit codes
+            if isinstance(exc, click.exceptions.Exit | click.ClickException):
+                raise
+            get_logger().debug("command failed", error=type(exc).__name__)
+            _fail(exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="retention")
+def cli() -> None:
+    """Enforce data-retention rules from a YAML policy, with a tamper-evident audit log."""
+
+
+@cli.command()
+@click.option("--offline", is_flag=True, help="Check the file only, without the database.")
+@common_options
+def validate(settings: Settings, offline: bool) -> None:
+    """Check the policy file, and hold it against the database's schema."""
+    result = api.validate(settings, offline=offline)
+    rules = len(result.loaded.policy.rules)
+    against = f" against {result.checked_against}" if result.checked_against else " (offline)"
+    click.echo(f"{result.loaded.path}: {rules} rules valid{against}")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the policy file's JSON Schema (for editors)."""
+    click.echo(json.dumps(api.schema(), indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Proceed although the database holds other tables.")
+@common_options
+def demo(settings: Settings, force: bool) -> None:
+    """Create a demo database with realistic data for the shipped policies.yaml."""
+    if settings.hash_key is None:
+        key = secrets.token_urlsafe(32)
+        env = Path(".env")
+        with env.open("a", encoding="utf-8") as fh:
+            fh.write(f"RETENTION_HASH_KEY={key}\n")
+        env.chmod(0o600)
+        click.echo("wrote a new RETENTION_HASH_KEY to .env", err=True)
+    summary = api.demo(settings, force=force)
+    total = sum(summary.rows.values())
+    click.echo(f"demo database {settings.masked_url()}: {total} rows")
+    for table, count in summary.rows.items():
+        click.echo(f"  {table:<22} {count:>7}")
+
+
+def main() -> None:
+    cli(prog_name="retention")

@@ -1,0 +1,130 @@
+"""The one exception tree of retention.
+
+Every error the package raises on purpose derives from ``RetentionError``; the CLI alone
+maps these classes to exit codes (SPEC section 4)::
+
+    RetentionError
+    ├── ConfigError                 78  invalid policy or configuration; nothing was done
+    │   ├── PolicyError                 one or more ``file:line:col: ...`` problems
+    │   └── SettingsError               environment / .env / missing hash key
+    ├── UsageError                   2  an unknown ``--rule`` name and the like
+    ├── DatabaseUnavailable         75  the database cannot be reached; retry later
+    ├── RuleFailed                   1  a rule failed at run time (carries rule and table)
+    ├── GuardTripped                 3  a guard stopped a rule before it wrote anything
+    ├── LockNotAcquired                 another run holds the rule (a skip, not a failure)
+    ├── AuditTampered                4  ``audit verify`` found a broken chain
+    └── DemoRefused                 78  ``demo`` would overwrite a database holding other tables
+
+Errors carry the rule, the table and counts as attributes, never a row's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class RetentionError(Exception):
+    """Base class of every error retention raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One actionable problem in a policy file, rendered as a single line."""
+
+    file: str
+    line: int | None
+    column: int | None
+    message: str
+    rule: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        parts = [where]
+        if self.rule is not None:
+            parts.append(f"rule '{self.rule}'")
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ConfigError(RetentionError):
+    """Invalid policy or configuration: exit 78, nothing was done."""
+
+
+class PolicyError(ConfigError):
+    """A policy file failed validation; ``problems`` holds one line each."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SettingsError(ConfigError):
+    """The environment or ``.env`` holds an invalid or missing setting."""
+
+
+class UsageError(RetentionError):
+    """The command was called wrongly (exit 2)."""
+
+
+class DatabaseUnavailable(RetentionError):
+    """The database could not be reached (exit 75)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"database {url} is unreachable: {reason}")
+
+
+class RuleFailed(RetentionError):
+    """A rule failed at run time; other rules still ran (exit 1)."""
+
+    def __init__(self, rule: str, table: str, reason: str, *, rows_done: int = 0) -> None:
+        self.rule = rule
+        self.table = table
+        self.reason = reason
+        self.rows_done = rows_done
+        super().__init__(f"rule '{rule}' on {table} failed after {rows_done} rows: {reason}")
+
+
+class GuardTripped(RetentionError):
+    """A guard stopped a rule before its first write (exit 3)."""
+
+    def __init__(self, rule: str, table: str, due: int, total: int, limit: str) -> None:
+        self.rule = rule
+        self.table = table
+        self.due = due
+        self.total = total
+        self.limit = limit
+        super().__init__(
+            f"rule '{rule}': guard tripped: {due} of {total} rows in {table} are due ({limit})"
+        )
+
+
+class LockNotAcquired(RetentionError):
+    """Another run holds this rule's lock; the rule is skipped."""
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+        super().__init__(f"rule '{rule}' is held by another run")
+
+
+class AuditTampered(RetentionError):
+    """The audit chain does not verify (exit 4)."""
+
+    def __init__(self, seq: int | None, reason: str) -> None:
+        self.seq = seq
+        self.reason = reason
+        where = f"record {seq}" if seq is not None else "the log"
+        super().__init__(f"audit chain broken at {where}: {reason}")
+
+
+class DemoRefused(ConfigError):
+    """``retention demo`` refused to touch a database that holds other tables."""

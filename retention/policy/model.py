@@ -1,0 +1,448 @@
+"""The policy file as a frozen pydantic model (SPEC section 2).
+
+The model checks shape, types, ranges, periods, cron expressions and timezones. Checks
+that relate several parts of the file (unique names, ``hold_subject`` needs ``holds``)
+live in ``policy.semantics``; checks against a database live in ``schema_check``. The
+JSON Schema printed by ``retention schema`` is derived from these classes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
+
+from retention.periods import Period, parse_period
+from retention.schedules import check_timezone, parse_cron
+
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$"
+RULE_NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+RESERVED = frozenset({"related", "all", "any", "not"})
+TEST_OPERATORS = (
+    "eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "older_than", "newer_than"
+)  # fmt: skip
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Identifier = Annotated[
+    StrictStr,
+    Field(pattern=IDENTIFIER_PATTERN, description="A column or table name: letters, digits, _"),
+]
+TableName = Annotated[
+    StrictStr,
+    Field(pattern=TABLE_PATTERN, description="A table, optionally schema-qualified: schema.table"),
+]
+RuleName = Annotated[
+    StrictStr,
+    Field(pattern=RULE_NAME_PATTERN, max_length=63, description="lowercase letters, digits, '-'"),
+]
+Timezone = Annotated[
+    StrictStr, AfterValidator(check_timezone), Field(description="An IANA timezone name")
+]
+
+
+def _period(value: Any) -> Period:
+    if isinstance(value, Period):
+        return value
+    try:
+        return parse_period(value)
+    except ValueError as exc:
+        raise PydanticCustomError("period", str(exc)) from None
+
+
+PeriodField = Annotated[
+    Period,
+    PlainValidator(_period),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "ISO 8601 duration (P3M, P1Y6M, P30D, PT12H) or '<n> <unit>'",
+            "pattern": r"^(P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?"
+            r"|\d+\s+(second|minute|hour|day|week|month|year)s?)$",
+        }
+    ),
+]
+
+
+def _cron(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("cron", "a schedule must be a quoted 5-field cron expression")
+    try:
+        parse_cron(value, "UTC")
+    except ValueError as exc:
+        raise PydanticCustomError("cron", str(exc)) from None
+    return value
+
+
+Cron = Annotated[
+    str,
+    PlainValidator(_cron),
+    WithJsonSchema({"type": "string", "description": "5-field crontab expression"}),
+]
+
+Scalar: TypeAlias = StrictBool | StrictInt | StrictFloat | StrictStr | datetime | date
+
+
+def _no_null(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError(
+            "null_value", "a comparison with null is never true: use {is_null: true}"
+        )
+    return value
+
+
+Value = Annotated[Scalar, PlainValidator(_no_null, json_schema_input_type=Scalar)]
+ValueList = Annotated[list[Value], Field(min_length=1)]
+
+
+class Tests(_Frozen):
+    """Tests on one column; every test given must hold."""
+
+    eq: Value | None = None
+    ne: Value | None = None
+    lt: Value | None = None
+    le: Value | None = None
+    gt: Value | None = None
+    ge: Value | None = None
+    in_: ValueList | None = Field(default=None, alias="in")
+    not_in: ValueList | None = None
+    is_null: StrictBool | None = None
+    older_than: PeriodField | None = None
+    newer_than: PeriodField | None = None
+
+    @model_validator(mode="after")
+    def _one_test_at_least(self) -> Tests:
+        if not self.model_fields_set:
+            raise PydanticCustomError(
+                "empty_tests", "empty test: use one of " + ", ".join(TEST_OPERATORS)
+            )
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise PydanticCustomError(
+                    "null_value", "a comparison with null is never true: use {is_null: true}"
+                )
+        return self
+
+    def items(self) -> list[tuple[str, Any]]:
+        """The tests given, as (operator, value), in operator order."""
+        out = []
+        for name in Tests.model_fields:
+            if name in self.model_fields_set:
+                out.append((name.rstrip("_"), getattr(self, name)))
+        return out
+
+
+def _test_tag(value: Any) -> str:
+    return "<tests>" if isinstance(value, dict) else "<value>"
+
+
+ColumnTest = Annotated[
+    Annotated[Tests, Tag("<tests>")] | Annotated[Value, Tag("<value>")],
+    Discriminator(_test_tag),
+]
+
+
+class Related(_Frozen):
+    """A row exists in another table, linked by ``on`` (their column: our column)."""
+
+    table: TableName
+    on: dict[Identifier, Identifier] | None = Field(default=None, min_length=1)
+    where: Condition | None = None
+
+
+class ConditionMap(BaseModel):
+    """A mapping whose entries must all hold: column tests and reserved keys."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    __pydantic_extra__: dict[str, ColumnTest] = Field(init=False)  # type: ignore[assignment]
+
+    related: Related | None = None
+    all_: Annotated[list[Condition], Field(min_length=1)] | None = Field(
+        default=None, alias="all"
+    )
+    any_: Annotated[list[Condition], Field(min_length=1)] | None = Field(
+        default=None, alias="any"
+    )
+    not_: Condition | None = Field(default=None, alias="not")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise PydanticCustomError("empty_condition", "empty condition")
+            for key in data:
+                if key in RESERVED:
+                    continue
+                if not isinstance(key, str) or not _is_identifier(key):
+                    raise PydanticCustomError(
+                        "identifier",
+                        f"{str(key)[:40]!r} is not a column name "
+                        "(letters, digits and _ only; no SQL is taken from the file)",
+                    )
+        return data
+
+    def columns(self) -> list[tuple[str, Tests | Any]]:
+        return list((self.__pydantic_extra__ or {}).items())
+
+
+def _is_identifier(text: str) -> bool:
+    import re
+
+    return re.fullmatch(IDENTIFIER_PATTERN, text) is not None
+
+
+def _condition_tag(value: Any) -> str | None:
+    if isinstance(value, dict | ConditionMap):
+        return "<mapping>"
+    if isinstance(value, list):
+        return "<list>"
+    return None
+
+
+Condition = TypeAliasType(
+    "Condition",
+    Annotated[
+        Annotated[ConditionMap, Tag("<mapping>")]
+        | Annotated[Annotated[list["Condition"], Field(min_length=1)], Tag("<list>")],
+        Discriminator(
+            _condition_tag,
+            custom_error_type="condition",
+            custom_error_message="a condition must be a mapping of tests, or a list meaning any",
+        ),
+    ],
+)
+
+
+# --- anonymisation strategies -------------------------------------------------------
+
+
+class HashParams(_Frozen):
+    prefix: StrictStr = ""
+    suffix: StrictStr = ""
+    length: Annotated[StrictInt, Field(ge=8, le=64)] = 64
+
+
+class HashStrategy(_Frozen):
+    """Keyed HMAC-SHA-256 of the old value, lowercase hex; NULL stays NULL."""
+
+    hash: HashParams = HashParams()
+
+
+class MaskParams(_Frozen):
+    keep_last: Annotated[StrictInt, Field(ge=0, le=64)] = 4
+    char: Annotated[StrictStr, Field(min_length=1, max_length=1)] = "*"
+
+
+class MaskStrategy(_Frozen):
+    """All but the last ``keep_last`` characters replaced by ``char``."""
+
+    mask: MaskParams = MaskParams()
+
+
+class ValueStrategy(_Frozen):
+    """A fixed replacement value."""
+
+    value: Value
+
+
+class TruncateDateStrategy(_Frozen):
+    """A date or timestamp truncated to the first of its month or year."""
+
+    truncate_date: Literal["month", "year"]
+
+
+NamedStrategy = Literal["redact", "truncate_ip"]
+STRATEGY_HELP = (
+    "use null, redact, truncate_ip, {value: X}, {hash: {prefix, suffix, length}}, "
+    "{mask: {keep_last, char}} or {truncate_date: month|year}"
+)
+_STRATEGY_KEYS = {"value": "<value>", "hash": "<hash>", "mask": "<mask>", "truncate_date": "<date>"}
+
+
+def _strategy_tag(value: Any) -> str | None:
+    if value is None:
+        return "<null>"
+    if isinstance(value, str):
+        return "<name>"
+    if isinstance(value, dict) and len(value) == 1:
+        return _STRATEGY_KEYS.get(next(iter(value)))
+    if isinstance(value, BaseModel):
+        return {
+            HashStrategy: "<hash>",
+            MaskStrategy: "<mask>",
+            ValueStrategy: "<value>",
+            TruncateDateStrategy: "<date>",
+        }.get(type(value))
+    return None
+
+
+Strategy: TypeAlias = Annotated[
+    Annotated[None, Tag("<null>")]
+    | Annotated[NamedStrategy, Tag("<name>")]
+    | Annotated[HashStrategy, Tag("<hash>")]
+    | Annotated[MaskStrategy, Tag("<mask>")]
+    | Annotated[ValueStrategy, Tag("<value>")]
+    | Annotated[TruncateDateStrategy, Tag("<date>")],
+    Discriminator(
+        _strategy_tag,
+        custom_error_type="strategy",
+        custom_error_message="unknown anonymisation strategy: " + STRATEGY_HELP,
+    ),
+]
+SetMap = Annotated[dict[Identifier, Strategy], Field(min_length=1)]
+
+
+def strategy_name(strategy: Strategy) -> str:
+    """A short name for a strategy, as used in messages and the audit record."""
+    if strategy is None:
+        return "null"
+    if isinstance(strategy, str):
+        return strategy
+    return {
+        HashStrategy: "hash",
+        MaskStrategy: "mask",
+        ValueStrategy: "value",
+        TruncateDateStrategy: "truncate_date",
+    }[type(strategy)]
+
+
+def is_recognisable(strategy: Strategy) -> bool:
+    """Whether a strategy's result can be told apart from data it has not touched."""
+    if strategy is None or strategy == "redact" or isinstance(strategy, ValueStrategy):
+        return True
+    return isinstance(strategy, HashStrategy) and bool(strategy.hash.prefix)
+
+
+# --- rules ---------------------------------------------------------------------------
+
+
+class Guard(_Frozen):
+    """Stop a rule before its first write when it would remove too much."""
+
+    max_rows: Annotated[StrictInt, Field(gt=0)] = 1_000_000
+    max_fraction: Annotated[float, Field(gt=0, le=1, strict=False)] = 0.5
+
+
+class GuardOverride(_Frozen):
+    max_rows: Annotated[StrictInt, Field(gt=0)] | None = None
+    max_fraction: Annotated[float, Field(gt=0, le=1, strict=False)] | None = None
+
+    def over(self, base: Guard) -> Guard:
+        return Guard(
+            max_rows=self.max_rows if self.max_rows is not None else base.max_rows,
+            max_fraction=self.max_fraction
+            if self.max_fraction is not None
+            else base.max_fraction,
+        )
+
+
+class Cascade(_Frozen):
+    """Dependent rows, handled in the same transaction as the rows they depend on."""
+
+    table: TableName
+    on: dict[Identifier, Identifier] | None = Field(default=None, min_length=1)
+    action: Literal["delete", "anonymise", "detach"] = "delete"
+    set: SetMap | None = None
+    cascade: list[Cascade] = []
+
+
+BatchSize = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
+Sleep = Annotated[float, Field(ge=0, le=3600, strict=False)]
+
+
+class Rule(_Frozen):
+    """One retention promise: which rows, how old, and what happens to them."""
+
+    name: RuleName
+    description: StrictStr | None = None
+    basis: StrictStr | None = None
+    table: TableName
+    key: Annotated[list[Identifier], Field(min_length=1)] | None = None
+    clock: Identifier
+    clock_unit: Literal["seconds", "milliseconds"] | None = None
+    after: PeriodField
+    where: Condition | None = None
+    unless: Condition | None = None
+    hold_subject: Identifier | None = None
+    action: Literal["delete", "anonymise"]
+    set: SetMap | None = None
+    mark: Identifier | None = None
+    cascade: list[Cascade] = []
+    batch_size: BatchSize | None = None
+    sleep: Sleep | None = None
+    guard: GuardOverride | None = None
+    schedule: Cron | None = None
+    enabled: StrictBool = True
+
+
+class Defaults(_Frozen):
+    timezone: Timezone = "UTC"
+    schedule: Cron | None = None
+    batch_size: BatchSize = 5000
+    sleep: Sleep = 0.0
+    guard: Guard = Guard()
+
+
+class AuditSettings(_Frozen):
+    table: Identifier = "retention_audit"
+    record_keys: StrictBool = False
+
+
+class Holds(_Frozen):
+    """The legal-hold registry: a subject with an ``active`` row here is kept."""
+
+    table: TableName
+    subject_column: Identifier
+    active: Condition | None = None
+
+
+class Policy(_Frozen):
+    """A whole policy file."""
+
+    version: Literal[1]
+    defaults: Defaults = Defaults()
+    audit: AuditSettings = AuditSettings()
+    holds: Holds | None = None
+    rules: Annotated[list[Rule], Field(min_length=1)]
+
+    def rule(self, name: str) -> Rule:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        raise KeyError(name)
+
+
+POLICY_ADAPTER: TypeAdapter[Policy] = TypeAdapter(Policy)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the policy file, derived from the model."""
+    schema = Policy.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "retention policy"
+    return schema

@@ -1,0 +1,337 @@
+"""Stage three of validation: a policy held against the real, reflected schema.
+
+Tables, columns and keys must exist; the clock must be a date/time column (or an integer
+with ``clock_unit``); each anonymisation strategy must fit its column's type, nullability
+and uniqueness; ``on`` links must name real columns (or be implied by exactly one foreign
+key); and a foreign key that would block a delete must be covered by ``cascade`` or by
+ON DELETE CASCADE / SET NULL. Every problem is one ``file:line:col`` line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Table
+
+from retention.catalog import (
+    Catalog,
+    column,
+    describe_type,
+    is_datetime,
+    is_integer,
+    is_text,
+    is_unique,
+    links_between,
+    on_from_fk,
+    suggest,
+    text_length,
+)
+from retention.errors import Problem
+from retention.policy.locator import Locator, Path
+from retention.policy.model import (
+    Cascade,
+    ConditionMap,
+    HashStrategy,
+    MaskStrategy,
+    Policy,
+    Related,
+    Rule,
+    Strategy,
+    Tests,
+    TruncateDateStrategy,
+    ValueStrategy,
+    strategy_name,
+)
+
+
+def resolve_on(
+    on: Mapping[str, str] | None, theirs: Table, ours: Table
+) -> tuple[dict[str, str] | None, str | None]:
+    """The ``on`` mapping {their column: our column}, or implied by one foreign key.
+
+    Returns (mapping, None) or (None, reason).
+    """
+    if on:
+        return dict(on), None
+    links = links_between(theirs, ours) + [
+        fk for fk in links_between(ours, theirs) if theirs is not ours
+    ]
+    if len(links) != 1:
+        found = "no foreign key" if not links else f"{len(links)} foreign keys"
+        return None, f"{found} between {theirs.name} and {ours.name}: name the link in 'on'"
+    fk = links[0]
+    mapping = on_from_fk(fk)
+    if fk.parent is theirs:
+        return mapping, None
+    return {ref: local for local, ref in mapping.items()}, None
+
+
+class _Checker:
+    def __init__(self, policy: Policy, catalog: Catalog, locator: Locator) -> None:
+        self.policy = policy
+        self.catalog = catalog
+        self.locator = locator
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path, message: str) -> None:
+        self.problems.append(self.locator.problem(path, message))
+
+    def table(self, name: str, path: Path) -> Table | None:
+        table = self.catalog.table(name)
+        if table is None:
+            self.add(path, f"no table '{name}' in the database{self.catalog.suggest_table(name)}")
+        return table
+
+    def col(self, table: Table, name: str, path: Path) -> Any:
+        found = column(table, name)
+        if found is None:
+            hint = suggest(name, table.columns.keys())
+            self.add(path, f"no column '{name}' in {table.name}{hint}")
+        return found
+
+    # -- rules ------------------------------------------------------------------------
+
+    def rule(self, i: int, rule: Rule) -> None:
+        at: Path = ("rules", i)
+        table = self.table(rule.table, (*at, "table"))
+        if table is None:
+            return
+        if rule.key:
+            for j, name in enumerate(rule.key):
+                self.col(table, name, (*at, "key", j))
+        elif not table.primary_key.columns:
+            self.add((*at, "table"), f"table {table.name} has no primary key: name the 'key' columns")
+        self.clock(rule, table, at)
+        if rule.where is not None:
+            self.condition(rule.where, table, (*at, "where"))
+        if rule.unless is not None:
+            self.condition(rule.unless, table, (*at, "unless"))
+        if rule.hold_subject is not None:
+            self.col(table, rule.hold_subject, (*at, "hold_subject"))
+        if rule.action == "anonymise" and rule.set:
+            self.strategies(rule.set, table, (*at, "set"))
+            key_names = rule.key or [c.name for c in table.primary_key.columns]
+            for name in rule.set:
+                if name in key_names:
+                    self.add((*at, "set", name), f"'{name}' is part of the key; it cannot be anonymised")
+        if rule.mark is not None:
+            mark = self.col(table, rule.mark, (*at, "mark"))
+            if mark is not None and not (is_datetime(mark.type) and mark.nullable):
+                self.add((*at, "mark"), f"mark '{rule.mark}' must be a nullable date/time column")
+        if rule.action == "delete":
+            self.blocking_keys(table, rule.cascade, (*at,))
+        for j, cascade in enumerate(rule.cascade):
+            self.cascade(cascade, table, (*at, "cascade", j))
+
+    def clock(self, rule: Rule, table: Table, at: Path) -> None:
+        clock = self.col(table, rule.clock, (*at, "clock"))
+        if clock is None:
+            return
+        kind = describe_type(clock)
+        if rule.clock_unit is not None:
+            if not is_integer(clock.type):
+                self.add(
+                    (*at, "clock_unit"),
+                    f"clock_unit needs an integer clock; '{rule.clock}' is {kind}",
+                )
+        elif is_integer(clock.type):
+            self.add(
+                (*at, "clock"),
+                f"clock '{rule.clock}' is an integer: add clock_unit: seconds (or milliseconds)",
+            )
+        elif not is_datetime(clock.type):
+            self.add(
+                (*at, "clock"),
+                f"clock '{rule.clock}' is {kind}: it must be a date/time column "
+                "(or an integer of Unix time with clock_unit)",
+            )
+
+    # -- conditions -------------------------------------------------------------------
+
+    def condition(self, cond: Any, table: Table, at: Path) -> None:
+        if isinstance(cond, list):
+            for j, item in enumerate(cond):
+                self.condition(item, table, (*at, j))
+            return
+        assert isinstance(cond, ConditionMap)
+        for name, test in cond.columns():
+            col = self.col(table, name, (*at, name))
+            if col is not None and isinstance(test, Tests):
+                for op, _ in test.items():
+                    if op in ("older_than", "newer_than") and not is_datetime(col.type):
+                        self.add(
+                            (*at, name, op),
+                            f"{op} needs a date/time column; '{name}' is {describe_type(col)}",
+                        )
+        if cond.related is not None:
+            self.related(cond.related, table, (*at, "related"))
+        for key, items in (("all", cond.all_), ("any", cond.any_)):
+            if items is not None:
+                for j, item in enumerate(items):
+                    self.condition(item, table, (*at, key, j))
+        if cond.not_ is not None:
+            self.condition(cond.not_, table, (*at, "not"))
+
+    def related(self, rel: Related, ours: Table, at: Path) -> None:
+        theirs = self.table(rel.table, (*at, "table"))
+        if theirs is None:
+            return
+        self.link(rel.on, theirs, ours, at)
+        if rel.where is not None:
+            self.condition(rel.where, theirs, (*at, "where"))
+
+    def link(self, on: Mapping[str, str] | None, theirs: Table, ours: Table, at: Path) -> None:
+        mapping, reason = resolve_on(on, theirs, ours)
+        if mapping is None:
+            self.add((*at, "table"), str(reason))
+            return
+        for their_name, our_name in mapping.items():
+            if column(theirs, their_name) is None:
+                hint = suggest(their_name, theirs.columns.keys())
+                self.add((*at, "on"), f"no column '{their_name}' in {theirs.name}{hint}")
+            if column(ours, our_name) is None:
+                hint = suggest(our_name, ours.columns.keys())
+                self.add((*at, "on", their_name), f"no column '{our_name}' in {ours.name}{hint}")
+
+    # -- strategies -------------------------------------------------------------------
+
+    def strategies(self, set_map: Mapping[str, Strategy], table: Table, at: Path) -> None:
+        for name, strategy in set_map.items():
+            col = self.col(table, name, (*at, name))
+            if col is not None:
+                reason = strategy_misfit(strategy, table, col)
+                if reason:
+                    self.add((*at, name), reason)
+
+    # -- cascades and foreign keys ----------------------------------------------------
+
+    def cascade(self, cascade: Cascade, parent: Table, at: Path) -> None:
+        child = self.table(cascade.table, (*at, "table"))
+        if child is None:
+            return
+        self.link(cascade.on, child, parent, at)
+        mapping, _ = resolve_on(cascade.on, child, parent)
+        if cascade.action == "detach" and mapping:
+            for name in mapping:
+                col = column(child, name)
+                if col is not None and not col.nullable:
+                    self.add((*at, "action"), f"detach sets {child.name}.{name} to NULL, but it is NOT NULL")
+        if cascade.action == "anonymise" and cascade.set:
+            self.strategies(cascade.set, child, (*at, "set"))
+        if cascade.action == "delete":
+            self.blocking_keys(child, cascade.cascade, at)
+        for j, grandchild in enumerate(cascade.cascade):
+            self.cascade(grandchild, child, (*at, "cascade", j))
+
+    def blocking_keys(self, target: Table, cascades: list[Cascade], at: Path) -> None:
+        """Every FK pointing at ``target`` must be handled, or the delete would fail."""
+        for fk in self.catalog.foreign_keys_to(target):
+            ondelete = (fk.ondelete or "").upper()
+            if ondelete in ("CASCADE", "SET NULL"):
+                continue
+            referencing = fk.parent
+            fk_on = on_from_fk(fk)
+            covered = False
+            for cascade in cascades:
+                child = self.catalog.table(cascade.table)
+                if child is not referencing:
+                    continue
+                mapping, _ = resolve_on(cascade.on, child, target)
+                if mapping is not None and mapping == fk_on:
+                    covered = True
+            if not covered:
+                cols = ", ".join(fk_on)
+                self.add(
+                    at if at[-2:-1] == ("cascade",) else (*at, "table"),
+                    f"foreign key {referencing.name}({cols}) -> {target.name} would block the "
+                    f"delete: add a cascade for {referencing.name} (or ON DELETE CASCADE)",
+                )
+
+    def holds(self) -> None:
+        holds = self.policy.holds
+        if holds is None:
+            return
+        table = self.table(holds.table, ("holds", "table"))
+        if table is None:
+            return
+        self.col(table, holds.subject_column, ("holds", "subject_column"))
+        if holds.active is not None:
+            self.condition(holds.active, table, ("holds", "active"))
+
+
+def strategy_misfit(strategy: Strategy, table: Table, col: Any) -> str | None:
+    """Why ``strategy`` cannot be applied to ``col``, or None when it fits."""
+    name = strategy_name(strategy)
+    kind = describe_type(col)
+    if strategy is None:
+        if not col.nullable:
+            return f"null on '{col.name}', which is NOT NULL: use redact, hash or a value"
+        return None
+    if strategy == "redact" or isinstance(strategy, ValueStrategy):
+        if is_unique(table, col):
+            return f"{name} on '{col.name}', which is UNIQUE, would collide: use hash or null"
+        if strategy == "redact":
+            if not is_text(col.type):
+                return f"redact writes text; '{col.name}' is {kind}"
+            length = text_length(col.type)
+            if length is not None and length < len("[redacted]"):
+                return f"redact needs 10 characters; '{col.name}' is {kind}"
+        return None
+    if isinstance(strategy, HashStrategy | MaskStrategy) or strategy == "truncate_ip":
+        if not is_text(col.type):
+            return f"{name} works on text columns; '{col.name}' is {kind}"
+        if isinstance(strategy, HashStrategy):
+            size = len(strategy.hash.prefix) + strategy.hash.length + len(strategy.hash.suffix)
+            length = text_length(col.type)
+            if length is not None and size > length:
+                return (
+                    f"hash gives {size} characters; '{col.name}' holds {length}: "
+                    "shorten with hash.length"
+                )
+        return None
+    if isinstance(strategy, TruncateDateStrategy) and not is_datetime(col.type):
+        return f"truncate_date works on date/time columns; '{col.name}' is {kind}"
+    return None
+
+
+def check_schema(policy: Policy, catalog: Catalog, locator: Locator) -> list[Problem]:
+    """All problems of ``policy`` against ``catalog``; empty when it fits."""
+    checker = _Checker(policy, catalog, locator)
+    checker.holds()
+    for i, rule in enumerate(policy.rules):
+        checker.rule(i, rule)
+    return sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0))
+
+
+def policy_tables(policy: Policy) -> list[str]:
+    """Every table a policy names, so the schemas they live in can be reflected."""
+    names: list[str] = []
+    if policy.holds is not None:
+        names.append(policy.holds.table)
+
+    def walk_condition(cond: Any) -> None:
+        if isinstance(cond, list):
+            for item in cond:
+                walk_condition(item)
+        elif isinstance(cond, ConditionMap):
+            if cond.related is not None:
+                names.append(cond.related.table)
+                walk_condition(cond.related.where)
+            for items in (cond.all_ or [], cond.any_ or []):
+                for item in items:
+                    walk_condition(item)
+            walk_condition(cond.not_)
+
+    def walk_cascade(cascade: Cascade) -> None:
+        names.append(cascade.table)
+        for child in cascade.cascade:
+            walk_cascade(child)
+
+    for rule in policy.rules:
+        names.append(rule.table)
+        walk_condition(rule.where)
+        walk_condition(rule.unless)
+        for cascade in rule.cascade:
+            walk_cascade(cascade)
+    return names

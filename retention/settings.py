@@ -1,0 +1,92 @@
+"""Settings from the environment and ``.env`` (SPEC section 3): the only place they are read.
+
+One frozen ``Settings`` object is built at the edge (the CLI, or a caller of the API) and
+passed down. The hash key is a ``SecretStr`` and the database URL is only ever shown with
+its password masked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from retention.errors import SettingsError
+
+DEFAULT_DATABASE_URL = "sqlite:///retention-demo.db"
+MIN_HASH_KEY_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """Everything the environment configures."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RETENTION_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    policy_file: Path = Path("policies.yaml")
+    hash_key: SecretStr | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Bounded waits for row locks, in milliseconds (lock_timeout, innodb_lock_wait_timeout,
+    # busy_timeout); MySQL's setting is whole seconds, rounded up.
+    lock_timeout_ms: int = Field(default=5000, gt=0, le=600_000)
+    max_retries: int = Field(default=5, ge=0, le=100)
+    audit_head_file: Path | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _parse_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("not a database URL such as postgresql+psycopg://host/db") from None
+        return value
+
+    def masked_url(self) -> str:
+        return mask_url(self.database_url.get_secret_value())
+
+    def require_hash_key(self) -> bytes:
+        """The hash key's bytes; ``SettingsError`` when it is missing or too short."""
+        if self.hash_key is None or not self.hash_key.get_secret_value():
+            raise SettingsError(
+                "RETENTION_HASH_KEY is not set: it keys the audit digests and hash strategies "
+                "(`retention demo` writes one to .env; in production, use a secret store)"
+            )
+        key = self.hash_key.get_secret_value().encode()
+        if len(key) < MIN_HASH_KEY_LENGTH:
+            raise SettingsError(
+                f"RETENTION_HASH_KEY is too short: use at least {MIN_HASH_KEY_LENGTH} characters"
+            )
+        return key
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``: safe for any output."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def load_settings(
+    *, database_url: str | None = None, policy_file: str | Path | None = None
+) -> Settings:
+    """Build the settings; command-line values override the environment."""
+    overrides: dict[str, object] = {}
+    if database_url is not None:
+        overrides["database_url"] = SecretStr(database_url)
+    if policy_file is not None:
+        overrides["policy_file"] = Path(policy_file)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = "RETENTION_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{name}: {reason}") from None
