@@ -6,16 +6,27 @@ returns data or raises an error from ``retention.errors``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Dialect, Engine
 
 from retention import __version__
 from retention.catalog import Catalog, reflect
 from retention.db import make_engine, reachable
-from retention.errors import PolicyError
+from retention.audit.verify import Verified, verify_table
+from retention.audit.writer import AuditWriter
+from retention.catalog import suggest
+from retention.errors import PolicyError, UsageError
+from retention.executor import Control, Counts, count_rule, guard_verdict
+from retention.plan import Plan, RulePlan
+from retention.planner import make_plan
+from retention.policy.model import Policy
+from retention.runner import RunResult, run_plan
 from retention.policy.loader import LoadedPolicy, load_policy
 from retention.policy.model import json_schema
 from retention.schema_check import check_schema, policy_tables
@@ -73,4 +84,136 @@ def demo(settings: Settings, *, force: bool = False, now: datetime | None = None
         engine.dispose()
 
 
-__all__ = ["Validation", "__version__", "demo", "load", "reflect_checked", "schema", "validate"]
+@dataclass(frozen=True)
+class PlannedRule:
+    plan: RulePlan
+    counts: Counts
+    guard: str
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """What a run would do: per rule, its plan, counts and guard verdict."""
+
+    plan: Plan
+    rules: tuple[PlannedRule, ...]
+    dialect: Dialect
+
+
+def _check_names(policy: Policy, names: Sequence[str], what: str) -> None:
+    known = [r.name for r in policy.rules]
+    for name in names:
+        if name not in known:
+            raise UsageError(f"{what}: no rule named '{name}'{suggest(name, known)}")
+
+
+def _compile(
+    settings: Settings, engine: Engine, rules: Sequence[str], now: datetime
+) -> tuple[LoadedPolicy, Plan]:
+    loaded = load(settings)
+    _check_names(loaded.policy, rules, "--rule")
+    catalog = reflect_checked(engine, loaded)
+    plan = make_plan(
+        loaded.policy, catalog, now, engine.dialect.name,
+        policy_sha256=loaded.sha256, rules=list(rules) or None,
+    )  # fmt: skip
+    return loaded, plan
+
+
+def plan(
+    settings: Settings, *, rules: Sequence[str] = (), now: datetime | None = None
+) -> PlanReport:
+    """A dry run: the counts and guard verdicts ``run`` would meet. Writes nothing."""
+    now = now or datetime.now(UTC)
+    engine = make_engine(settings)
+    try:
+        _, compiled = _compile(settings, engine, rules, now)
+        planned = []
+        with reachable(engine), read_only(engine) as conn:
+            for rule_plan in compiled.rules:
+                counts = count_rule(conn, rule_plan)
+                planned.append(PlannedRule(rule_plan, counts, guard_verdict(rule_plan, counts)))
+        return PlanReport(compiled, tuple(planned), engine.dialect)
+    finally:
+        engine.dispose()
+
+
+def run(
+    settings: Settings,
+    *,
+    rules: Sequence[str] = (),
+    max_batches: int | None = None,
+    max_runtime: float | None = None,
+    override_guard: Sequence[str] = (),
+    now: datetime | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+    on_batch: Callable[[str, int, int], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> RunResult:
+    """Enforce the policy: delete or anonymise every due row, with its audit records."""
+    hash_key = settings.require_hash_key()
+    now = now or datetime.now(UTC)
+    engine = make_engine(settings, hash_key=hash_key)
+    try:
+        with reachable(engine):
+            loaded, compiled = _compile(settings, engine, rules, now)
+            _check_names(loaded.policy, override_guard, "--override-guard")
+            audit = AuditWriter(loaded.policy.audit.table, loaded.sha256, clock=clock or (lambda: datetime.now(UTC)))
+            control = Control(
+                max_batches=max_batches,
+                deadline=time.monotonic() + max_runtime if max_runtime else None,
+                stop_requested=stop_requested,
+                on_batch=on_batch,
+                max_retries=settings.max_retries,
+            )
+            result = run_plan(engine, compiled, audit, hash_key, control,
+                              override_guard=frozenset(override_guard))  # fmt: skip
+        if settings.audit_head_file is not None and result.head:
+            with open(settings.audit_head_file, "a", encoding="utf-8") as fh:
+                fh.write(f"{result.head}\n")
+        return result
+    finally:
+        engine.dispose()
+
+
+def verify(settings: Settings, *, expect_head: str | None = None) -> Verified:
+    """Recompute the audit chain; ``AuditTampered`` names the first bad record."""
+    loaded = load(settings)
+    engine = make_engine(settings)
+    try:
+        with reachable(engine), read_only(engine) as conn:
+            return verify_table(conn, loaded.policy.audit.table, expect_head)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection whose transaction cannot write, where the database can say so."""
+    backend = engine.dialect.name
+    with engine.connect() as conn:
+        if backend == "postgresql":
+            conn = conn.execution_options(postgresql_readonly=True)
+        elif backend == "mysql":
+            conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+            conn.commit()
+        else:
+            conn = conn.execution_options(retention_readonly=True)
+            conn.exec_driver_sql("PRAGMA query_only = 1")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if backend == "mysql":
+                conn.exec_driver_sql("SET SESSION TRANSACTION READ WRITE")
+                conn.commit()
+            elif backend == "sqlite":
+                conn.exec_driver_sql("PRAGMA query_only = 0")
+                conn.commit()
+
+
+__all__ = [
+    "PlanReport", "PlannedRule", "Validation", "__version__", "demo", "load", "plan",
+    "reflect_checked", "run", "schema", "validate", "verify",
+]  # fmt: skip

@@ -9,14 +9,16 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from retention import __version__, api
+from retention import __version__, api, render
 from retention.errors import (
     AuditTampered,
     ConfigError,
@@ -133,6 +135,92 @@ def demo(settings: Settings, force: bool) -> None:
     click.echo(f"demo database {settings.masked_url()}: {total} rows")
     for table, count in summary.rows.items():
         click.echo(f"  {table:<22} {count:>7}")
+
+
+@cli.command()
+@click.option("--rule", "rules", multiple=True, metavar="NAME", help="Only this rule (repeatable).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--show-sql", is_flag=True, help="Print the statements run would execute.")
+@common_options
+def plan(settings: Settings, rules: tuple[str, ...], output: str, show_sql: bool) -> None:
+    """Dry run: what each rule would delete or anonymise now. Writes nothing."""
+    report = api.plan(settings, rules=rules)
+    _emit_plan(report, output, show_sql)
+
+
+def _emit_plan(report: api.PlanReport, output: str, show_sql: bool) -> None:
+    if output == "json":
+        click.echo(json.dumps(render.plan_data(report, show_sql=show_sql), indent=2))
+    else:
+        click.echo(render.plan_text(report, show_sql=show_sql))
+
+
+@cli.command()
+@click.option("--rule", "rules", multiple=True, metavar="NAME", help="Only this rule (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show the plan instead; write nothing.")
+@click.option("--max-batches", type=click.IntRange(min=1), default=None,
+              help="Stop each rule after N batches; a later run continues.")  # fmt: skip
+@click.option("--max-runtime", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Stop starting batches after this long.")  # fmt: skip
+@click.option("--override-guard", "override", multiple=True, metavar="RULE",
+              help="Lift RULE's guard for this run only (recorded in the audit log).")  # fmt: skip
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@common_options
+def run(
+    settings: Settings,
+    rules: tuple[str, ...],
+    dry_run: bool,
+    max_batches: int | None,
+    max_runtime: float | None,
+    override: tuple[str, ...],
+    output: str,
+) -> None:
+    """Delete or anonymise every due row, in batches, with audit records."""
+    if dry_run:
+        _emit_plan(api.plan(settings, rules=rules), output, False)
+        return
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    progress = _progress() if output == "text" and sys.stderr.isatty() else None
+    try:
+        result = api.run(
+            settings, rules=rules, max_batches=max_batches, max_runtime=max_runtime,
+            override_guard=override, stop_requested=stop.is_set, on_batch=progress,
+        )  # fmt: skip
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = render.run_exit_code(result)
+    if output == "json":
+        click.echo(json.dumps(render.run_data(result, code), indent=2))
+    else:
+        click.echo(render.run_text(result))
+    sys.exit(code)
+
+
+def _progress() -> Any:
+    def on_batch(rule: str, done: int, due: int) -> None:
+        width = 30
+        filled = int(width * done / due) if due else width
+        bar = "#" * min(filled, width) + "-" * max(width - filled, 0)
+        click.echo(f"\r{rule[:30]:<30} [{bar}] {done}/{due}", err=True, nl=done >= due)
+
+    return on_batch
+
+
+@cli.group()
+def audit() -> None:
+    """Read and verify the audit log."""
+
+
+@audit.command("verify")
+@click.option("--expect-head", default=None, metavar="HASH",
+              help="The head kept elsewhere; also catches a cut-off tail.")  # fmt: skip
+@common_options
+def audit_verify(settings: Settings, expect_head: str | None) -> None:
+    """Recompute the hash chain; exit 4 naming the first bad record."""
+    result = api.verify(settings, expect_head=expect_head)
+    click.echo(f"audit log verified: {result.records} records, head {result.head}")
 
 
 def main() -> None:

@@ -1,0 +1,56 @@
+"""Recompute the chain (SPEC section 6): exit 4 naming the first bad record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from retention.audit.records import FIELDS, ZERO_HASH, audit_tables, record_hash
+from retention.errors import AuditTampered
+
+
+@dataclass(frozen=True)
+class Verified:
+    records: int
+    head: str
+
+
+def verify_records(rows: Any, expect_head: str | None = None) -> Verified:
+    """Check an ordered iterable of record mappings; raise ``AuditTampered`` at the first bad one."""
+    prev = ZERO_HASH
+    count = 0
+    for row in rows:
+        record = dict(row)
+        count += 1
+        seq = record.get("seq")
+        if seq != count:
+            if isinstance(seq, int) and seq > count:
+                reason = f"records {count} to {seq - 1} are missing"
+            else:
+                reason = f"expected record {count} here, found {seq} (reordered or duplicated)"
+            raise AuditTampered(seq if isinstance(seq, int) else count, reason)
+        if record.get("prev_hash") != prev:
+            raise AuditTampered(seq, "prev_hash does not match the previous record's hash")
+        if record_hash(prev, record) != record.get("hash"):
+            raise AuditTampered(seq, "contents do not match its hash (altered)")
+        prev = str(record["hash"])
+    if expect_head is not None and expect_head != prev:
+        raise AuditTampered(
+            None, f"head is {prev} after {count} records, expected {expect_head} (tail cut?)"
+        )
+    return Verified(count, prev)
+
+
+def verify_table(conn: Connection, table_name: str, expect_head: str | None = None) -> Verified:
+    from retention.audit.writer import audit_exists
+
+    if not audit_exists(conn, table_name):
+        return verify_records([], expect_head)
+    _, records, _ = audit_tables(table_name)
+    cols = [records.c[name] for name in FIELDS]
+    result = conn.execution_options(stream_results=True, yield_per=1000).execute(
+        select(*cols).order_by(records.c.seq)
+    )
+    return verify_records((row._mapping for row in result), expect_head)

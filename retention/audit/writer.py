@@ -1,0 +1,124 @@
+"""Appends records to the hash chain, inside the caller's transaction.
+
+Appends are serialised by locking the one-row head table (``SELECT ... FOR UPDATE``; on
+SQLite the write transaction itself is exclusive), so concurrent runs make one chain.
+The head is locked last in a batch's transaction, after the batch's own rows, so the wait
+is short and no lock cycle can form.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, insert, inspect, select, text, update
+
+from retention import __version__
+from retention.audit.records import (
+    ZERO_HASH,
+    audit_tables,
+    record_hash,
+    to_json_text,
+    truncate_to_micros,
+)
+from retention.locks import lock_id, lock_name
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AuditWriter:
+    """Writes one run's records; ``run_id`` ties them together."""
+
+    table_name: str
+    policy_sha256: str
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    clock: Callable[[], datetime] = utc_now
+    version: str = __version__
+    records: Table = field(init=False)
+    head: Table = field(init=False)
+    last_hash: str | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        _, self.records, self.head = audit_tables(self.table_name)
+
+    def ensure_tables(self, engine: Engine) -> None:
+        """Create the audit tables if absent; safe when several runs start at once."""
+        ensure_audit_tables(engine, self.table_name)
+
+    def append(
+        self,
+        conn: Connection,
+        event: str,
+        *,
+        rule: str | None = None,
+        table_name: str | None = None,
+        action: str | None = None,
+        cutoff: datetime | None = None,
+        row_count: int | None = None,
+        dependents: dict[str, int] | None = None,
+        key_digest: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        """Append one record in ``conn``'s open transaction; returns its hash."""
+        tip = conn.execute(
+            select(self.head.c.seq, self.head.c.hash).where(self.head.c.id == 1).with_for_update()
+        ).one()
+        record: dict[str, Any] = {
+            "seq": int(tip.seq) + 1,
+            "run_id": self.run_id,
+            "at": truncate_to_micros(self.clock()),
+            "event": event,
+            "rule": rule,
+            "table_name": table_name,
+            "action": action,
+            "cutoff": truncate_to_micros(cutoff) if cutoff is not None else None,
+            "row_count": row_count,
+            "dependents": to_json_text(dependents),
+            "key_digest": key_digest,
+            "policy_sha256": self.policy_sha256,
+            "version": self.version,
+            "details": to_json_text(details),
+            "prev_hash": tip.hash,
+        }
+        record["hash"] = record_hash(tip.hash, record)
+        conn.execute(insert(self.records).values(record))
+        conn.execute(
+            update(self.head)
+            .where(self.head.c.id == 1)
+            .values(seq=record["seq"], hash=record["hash"])
+        )
+        self.last_hash = record["hash"]
+        return str(record["hash"])
+
+
+def ensure_audit_tables(engine: Engine, table_name: str) -> None:
+    metadata, _, head = audit_tables(table_name)
+    backend = engine.dialect.name
+    with engine.connect() as conn:
+        if backend == "mysql":
+            name = lock_name(str(engine.url.database), "audit-ddl", table_name)
+            conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": name})
+            conn.commit()
+        try:
+            with conn.begin():
+                if backend == "postgresql":
+                    key = lock_id("audit-ddl", table_name)
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+                if not inspect(conn).has_table(head.name):
+                    metadata.create_all(conn, checkfirst=True)
+                if conn.execute(select(head.c.id).where(head.c.id == 1)).first() is None:
+                    conn.execute(insert(head).values(id=1, seq=0, hash=ZERO_HASH))
+        finally:
+            if backend == "mysql":
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                conn.commit()
+
+
+def audit_exists(conn: Connection, table_name: str) -> bool:
+    return bool(inspect(conn).has_table(table_name))

@@ -1,0 +1,118 @@
+"""The plan as frozen data, and its rendering as SQL text.
+
+A plan holds, per rule, the very statement objects the executor runs. ``--show-sql``
+compiles those same objects for the target dialect: placeholders only, never a key, a
+value or a secret, because values are bound parameters compiled without ``literal_binds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Dialect, Executable, Table
+
+from retention.policy.model import Guard, Rule
+
+
+@dataclass(frozen=True)
+class CascadePlan:
+    """Dependent rows of one cascade table, handled for exactly the parent rows of a batch."""
+
+    table: Table
+    action: str  # delete | anonymise | detach
+    link: dict[str, str]  # {this table's column: parent's column}
+    needs: tuple[str, ...]  # this table's columns its own cascades link to
+    select_links: Executable | None  # rows' ``needs`` for the parent values, locked
+    apply: Executable  # delete / update WHERE link IN :parent_values
+    count: Executable  # dependents of every due parent row (for plan)
+    children: tuple[CascadePlan, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.table.fullname
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    """One rule compiled against the reflected schema, at one clock reading."""
+
+    rule: Rule
+    table: Table
+    cutoff: datetime  # aware UTC
+    key: tuple[str, ...]
+    fetch: tuple[str, ...]  # key columns, then parent-side columns of the cascades' links
+    select_first: Executable
+    select_next: Executable
+    apply: Executable  # delete / update WHERE key IN :keys
+    count_due: Executable
+    count_kept_unless: Executable | None
+    count_kept_holds: Executable | None
+    count_total: Executable
+    batch_size: int
+    sleep: float
+    guard: Guard
+    next_run: datetime | None
+    cascades: tuple[CascadePlan, ...] = ()
+    uses_hmac: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+    @property
+    def action(self) -> str:
+        return self.rule.action
+
+    def statements(self) -> list[tuple[str, Executable]]:
+        """Every statement, labelled, in the order ``run`` executes them."""
+        out: list[tuple[str, Executable]] = [
+            ("count rows in table", self.count_total),
+            ("count due rows", self.count_due),
+        ]
+        if self.count_kept_unless is not None:
+            out.append(("count rows kept by unless", self.count_kept_unless))
+        if self.count_kept_holds is not None:
+            out.append(("count rows kept by holds", self.count_kept_holds))
+        for cascade in _walk(self.cascades):
+            out.append((f"count dependents in {cascade.name}", cascade.count))
+        out.append(("select and lock the first batch", self.select_first))
+        out.append(("select and lock the next batch", self.select_next))
+        out.extend(_cascade_statements(self.cascades))
+        verb = "delete" if self.action == "delete" else "anonymise"
+        out.append((f"{verb} the batch's rows in {self.table.fullname}", self.apply))
+        return out
+
+
+def _walk(cascades: tuple[CascadePlan, ...]) -> list[CascadePlan]:
+    out: list[CascadePlan] = []
+    for cascade in cascades:
+        out.append(cascade)
+        out.extend(_walk(cascade.children))
+    return out
+
+
+def _cascade_statements(cascades: tuple[CascadePlan, ...]) -> list[tuple[str, Executable]]:
+    out: list[tuple[str, Executable]] = []
+    for cascade in cascades:
+        if cascade.select_links is not None:
+            out.append((f"select and lock dependents in {cascade.name}", cascade.select_links))
+        out.extend(_cascade_statements(cascade.children))
+        out.append((f"{cascade.action} dependents in {cascade.name}", cascade.apply))
+    return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    rules: tuple[RulePlan, ...]
+    now: datetime
+    policy_sha256: str
+    dialect: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def render(statement: Executable, dialect: Dialect) -> str:
+    """SQL text of a statement with placeholders, exactly as the driver receives it."""
+    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    return " ".join(str(compiled).split())

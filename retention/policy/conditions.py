@@ -1,0 +1,123 @@
+"""Condition trees -> SQLAlchemy boolean expressions (SPEC section 2, "Conditions").
+
+Every compiled condition is two-valued: it is TRUE or FALSE, never NULL. A test on a
+nullable column is guarded with ``IS NOT NULL``, ``ne`` is ``IS DISTINCT FROM`` and
+``not_in`` holds for NULL, so ``not`` is true exactly when its condition is not true, as
+the SPEC says, on every database. Values are always bound parameters; columns and tables
+come from the reflected schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from itertools import count
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Table,
+    and_,
+    exists,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.types import Date, DateTime
+
+from retention.catalog import Catalog
+from retention.periods import Period, cutoff
+from retention.policy.model import ConditionMap, Related, Tests
+from retention.schema_check import resolve_on
+
+
+@dataclass
+class Compiler:
+    """Compiles conditions for one rule; ``now`` is the run's single clock reading."""
+
+    catalog: Catalog
+    now: datetime
+    timezone: str
+    _aliases: count[int] = field(default_factory=lambda: count(1))
+
+    def condition(self, cond: Any, table: FromClause) -> ColumnElement[bool]:
+        if isinstance(cond, list):
+            return or_(false(), *(self.condition(c, table) for c in cond))
+        assert isinstance(cond, ConditionMap)
+        parts: list[ColumnElement[bool]] = []
+        for name, test in cond.columns():
+            col = table.c[name]
+            if isinstance(test, Tests):
+                parts.extend(self.test(col, op, value) for op, value in test.items())
+            else:
+                parts.append(self.test(col, "eq", test))
+        if cond.related is not None:
+            parts.append(self.related(cond.related, table))
+        if cond.all_ is not None:
+            parts.append(and_(true(), *(self.condition(c, table) for c in cond.all_)))
+        if cond.any_ is not None:
+            parts.append(or_(false(), *(self.condition(c, table) for c in cond.any_)))
+        if cond.not_ is not None:
+            parts.append(not_(self.condition(cond.not_, table)))
+        return and_(true(), *parts)
+
+    def test(self, col: Any, op: str, value: Any) -> ColumnElement[bool]:
+        if op == "is_null":
+            return col.is_(None) if value else col.is_not(None)
+        if op == "ne":
+            return col.is_distinct_from(self.value(col, value))  # type: ignore[no-any-return]
+        if op == "not_in":
+            return or_(col.is_(None), col.not_in([self.value(col, v) for v in value]))
+        expr: ColumnElement[bool]
+        if op == "in":
+            expr = col.in_([self.value(col, v) for v in value])
+        elif op in ("older_than", "newer_than"):
+            bound = self.instant(col, value)
+            expr = col < bound if op == "older_than" else col >= bound
+        else:
+            v = self.value(col, value)
+            expr = {
+                "eq": lambda: col == v,
+                "lt": lambda: col < v,
+                "le": lambda: col <= v,
+                "gt": lambda: col > v,
+                "ge": lambda: col >= v,
+            }[op]()
+        if col.nullable:
+            # NULL compared is unknown; make it FALSE so that `not` reads as the SPEC says.
+            return and_(col.is_not(None), expr)
+        return expr
+
+    def related(self, rel: Related, ours: FromClause) -> ColumnElement[bool]:
+        base = self.catalog.table(rel.table)
+        assert base is not None
+        ours_table = ours if isinstance(ours, Table) else ours.element  # type: ignore[attr-defined]
+        mapping, reason = resolve_on(rel.on, base, ours_table)
+        assert mapping is not None, reason
+        theirs = base.alias(f"rel{next(self._aliases)}")
+        links = [theirs.c[t] == ours.c[o] for t, o in mapping.items()]
+        where = [self.condition(rel.where, theirs)] if rel.where is not None else []
+        return exists(select(1).select_from(theirs).where(*links, *where))
+
+    def instant(self, col: Any, period: Period) -> Any:
+        """``now - period`` in the column's own terms, as a bound value."""
+        return adapt_instant(col, cutoff(self.now, period, self.timezone))
+
+    def value(self, col: Any, value: Any) -> Any:
+        if isinstance(value, datetime) and isinstance(col.type, DateTime):
+            return adapt_instant(col, value if value.tzinfo else value.replace(tzinfo=UTC))
+        return value
+
+
+def adapt_instant(col: Any, instant: datetime) -> Any:
+    """An aware UTC instant as the column stores it: naive UTC, aware, or a date."""
+    if isinstance(col.type, DateTime) and not col.type.timezone:
+        return instant.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(col.type, Date) and not isinstance(col.type, DateTime):
+        return instant.astimezone(UTC).date()
+    if isinstance(instant, date) and not isinstance(instant, datetime):
+        return instant
+    return instant.astimezone(UTC)

@@ -1,0 +1,143 @@
+"""Results -> plain data (for ``--output json``) and text (for people).
+
+Nothing here prints a key or a value of a row: only names, counts, times and SQL with
+placeholders.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from retention.api import PlanReport
+from retention.executor import RuleResult
+from retention.plan import render
+from retention.runner import RunResult
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
+    rules = []
+    for planned in report.rules:
+        p, c = planned.plan, planned.counts
+        item: dict[str, Any] = {
+            "rule": p.name,
+            "table": p.table.fullname,
+            "action": p.action,
+            "cutoff": _iso(p.cutoff),
+            "rows_in_table": c.total,
+            "due": c.due,
+            "kept_by_unless": c.kept_unless,
+            "kept_by_holds": c.kept_holds,
+            "dependents": c.dependents,
+            "guard": planned.guard,
+            "guard_would_trip": planned.guard != "ok",
+            "batch_size": p.batch_size,
+            "next_run": _iso(p.next_run),
+        }
+        if show_sql:
+            item["sql"] = [
+                {"step": label, "sql": render(stmt, report.dialect)}
+                for label, stmt in p.statements()
+            ]
+        rules.append(item)
+    return {"now": _iso(report.plan.now), "dialect": report.plan.dialect,
+            "policy_sha256": report.plan.policy_sha256, "rules": rules}  # fmt: skip
+
+
+def plan_text(report: PlanReport, *, show_sql: bool) -> str:
+    lines = [f"plan at {_iso(report.plan.now)} ({report.plan.dialect})"]
+    for planned in report.rules:
+        p, c = planned.plan, planned.counts
+        verb = "delete" if p.action == "delete" else "anonymise"
+        lines.append("")
+        lines.append(f"rule {p.name}: {verb} from {p.table.fullname}")
+        lines.append(f"  cutoff         {_iso(p.cutoff)}")
+        lines.append(f"  would {verb:<9} {c.due} of {c.total} rows")
+        lines.append(f"  kept by unless {c.kept_unless}")
+        lines.append(f"  kept by holds  {c.kept_holds}")
+        for table, n in c.dependents.items():
+            lines.append(f"  dependents     {n} in {table}")
+        guard = "ok" if planned.guard == "ok" else f"WOULD TRIP ({planned.guard})"
+        lines.append(f"  guard          {guard}")
+        lines.append(f"  next run       {_iso(p.next_run) or 'not scheduled'}")
+        if show_sql:
+            for label, stmt in p.statements():
+                lines.append(f"  -- {label}")
+                lines.append(f"  {render(stmt, report.dialect)};")
+    return "\n".join(lines)
+
+
+def rule_data(r: RuleResult) -> dict[str, Any]:
+    c = r.counts
+    done_key = "deleted" if r.action == "delete" else "anonymised"
+    return {
+        "rule": r.rule,
+        "table": r.table,
+        "action": r.action,
+        "status": r.status,
+        "cutoff": _iso(r.cutoff),
+        "due": c.due if c else None,
+        done_key: r.rows,
+        "kept_by_unless": c.kept_unless if c else None,
+        "kept_by_holds": c.kept_holds if c else None,
+        "dependents": r.dependents,
+        "batches": r.batches,
+        "seconds": round(r.seconds, 3),
+        "guard": r.guard,
+        "guard_overridden": r.guard_overridden,
+        "stopped_by": r.stopped_by,
+        "error": r.error,
+        "next_run": _iso(r.next_run),
+    }
+
+
+def run_data(result: RunResult, exit_code: int) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "exit_code": exit_code,
+        "interrupted": result.interrupted,
+        "audit_head": result.head,
+        "rules": [rule_data(r) for r in result.rules],
+    }
+
+
+def run_text(result: RunResult) -> str:
+    lines = [f"run {result.run_id}"]
+    for r in result.rules:
+        c = r.counts
+        verb = "deleted" if r.action == "delete" else "anonymised"
+        line = f"  {r.rule:<34} {r.status:<13}"
+        if c is not None:
+            line += f" {verb} {r.rows} of {c.due} due"
+            line += f" (kept: {c.kept_unless} unless, {c.kept_holds} holds)"
+        if r.dependents:
+            line += "; dependents " + ", ".join(f"{t}: {n}" for t, n in r.dependents.items())
+        if r.stopped_by:
+            line += f"; stopped by {r.stopped_by}, a later run continues"
+        if r.status == "guard_tripped":
+            line += f"; guard: {r.guard}"
+        if r.guard_overridden:
+            line += f"; guard overridden ({r.guard})"
+        if r.error:
+            line += f"; error: {r.error}"
+        lines.append(line)
+    if result.interrupted:
+        lines.append("interrupted by a signal: the current batch finished; run again to continue")
+    lines.append(f"audit head {result.head}")
+    return "\n".join(lines)
+
+
+def run_exit_code(result: RunResult) -> int:
+    """SPEC section 4: the first of 1, 3, 75 that applies, else 0."""
+    statuses = {r.status for r in result.rules}
+    if "failed" in statuses:
+        return 1
+    if "guard_tripped" in statuses:
+        return 3
+    if result.interrupted or result.all_skipped:
+        return 75
+    return 0

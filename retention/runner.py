@@ -1,0 +1,88 @@
+"""A whole run: the run's records around each rule's lock and execution.
+
+``run_started`` is committed before the first batch; each rule runs under its lock (a
+rule held by another run is recorded as ``rule_skipped`` and left alone); the run ends
+with ``run_finished``, or ``run_interrupted`` when a signal asked it to stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from retention.audit.writer import AuditWriter
+from retention.errors import LockNotAcquired
+from retention.executor import Control, Executor, RuleResult
+from retention.locks import rule_lock
+from retention.logs import get_logger
+from retention.plan import Plan
+
+log = get_logger("retention.runner")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    rules: list[RuleResult] = field(default_factory=list)
+    interrupted: bool = False
+    head: str | None = None
+
+    @property
+    def all_skipped(self) -> bool:
+        return bool(self.rules) and all(r.status == "skipped" for r in self.rules)
+
+
+def run_plan(
+    engine: Engine,
+    plan: Plan,
+    audit: AuditWriter,
+    hash_key: bytes,
+    control: Control,
+    *,
+    override_guard: frozenset[str] = frozenset(),
+) -> RunResult:
+    audit.ensure_tables(engine)
+    result = RunResult(audit.run_id)
+    with engine.begin() as conn:
+        audit.append(conn, "run_started", details={
+            "rules": [r.name for r in plan.rules], "dialect": plan.dialect,
+            "overridden_guards": sorted(override_guard) or None,
+        })  # fmt: skip
+    log.info("run started", run_id=audit.run_id, rules=len(plan.rules))
+    for rule_plan in plan.rules:
+        if control.stop_requested():
+            result.interrupted = True
+            break
+        executor = Executor(
+            engine, audit, hash_key, control, override_guard=rule_plan.name in override_guard
+        )
+        try:
+            with rule_lock(engine, rule_plan.name):
+                outcome = executor.run_rule(rule_plan)
+        except LockNotAcquired:
+            outcome = RuleResult(rule_plan.name, rule_plan.table.fullname, rule_plan.action,
+                                 rule_plan.cutoff, "skipped", next_run=rule_plan.next_run)  # fmt: skip
+            with engine.begin() as conn:
+                audit.append(conn, "rule_skipped", rule=rule_plan.name,
+                             table_name=rule_plan.table.fullname, action=rule_plan.action,
+                             cutoff=rule_plan.cutoff, details={"reason": "lock held by another run"})  # fmt: skip
+            log.info("rule skipped: held by another run", rule=rule_plan.name)
+        result.rules.append(outcome)
+        if outcome.status == "interrupted":
+            result.interrupted = True
+            break
+    event = "run_interrupted" if result.interrupted else "run_finished"
+    summary = {
+        "rules": {r.rule: r.status for r in result.rules},
+        "rows": sum(r.rows for r in result.rules),
+    }
+    try:
+        with engine.begin() as conn:
+            result.head = audit.append(conn, event, details=summary)
+    except DBAPIError:
+        log.error("could not record the end of the run", run_id=audit.run_id)
+        raise
+    log.info(event.replace("_", " "), run_id=audit.run_id, head=result.head, **summary)
+    return result
