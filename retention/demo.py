@@ -227,10 +227,10 @@ def demo_rows(*, now: datetime, seed: int = DEFAULT_SEED) -> dict[str, list[Row]
     rng = random.Random(seed)  # noqa: S311 - demo data, not secrets; must be reproducible
     t = now.astimezone(UTC).replace(tzinfo=None)
     accounts = _accounts(rng, t)
-    people = _Population(accounts, [a["created_at"] for a in accounts])
+    people = _Population(accounts)
     tickets = _tickets(rng, t, people)
     feedback = _feedback(rng, t, people, tickets)
-    contacts = _contacts(rng, feedback, {a["id"]: a for a in accounts})
+    contacts = _contacts(rng, feedback, people.by_id)
     holds = _holds(rng, t, accounts, tickets, feedback)
     subjects = [h["subject_id"] for h in holds]
     return {
@@ -278,12 +278,13 @@ def _accounts(rng: random.Random, now: datetime) -> list[Row]:
     return rows
 
 
-@dataclass(frozen=True)
 class _Population:
     """The accounts, sorted by creation, to draw the account active at a moment from."""
 
-    accounts: list[Row]
-    created: list[datetime]
+    def __init__(self, accounts: list[Row]) -> None:
+        self.accounts = accounts
+        self.created = [a["created_at"] for a in accounts]
+        self.by_id = {a["id"]: a for a in accounts}
 
     def active_at(self, rng: random.Random, at: datetime) -> Row:
         pool = self.accounts[: max(bisect_right(self.created, at), 1)]
@@ -364,12 +365,13 @@ def _contacts(rng: random.Random, feedback: list[Row], accounts: dict[str, Row])
 def _holds(
     rng: random.Random, now: datetime, accounts: list[Row], tickets: list[Row], feedback: list[Row]
 ) -> list[Row]:
-    """Holds on accounts with old feedback about a settled problem: what a dispute is about."""
+    """Holds on long-standing accounts with old feedback about a settled problem."""
     still_open = {t["id"] for t in tickets if t["status"] != "closed"}
     first_old: dict[str, datetime] = {}
+    veterans = {a["id"] for a in accounts if a["created_at"] < now - 420 * _DAY}
     for item in feedback:
         if (
-            item["account_id"] is not None
+            item["account_id"] in veterans
             and item["submitted_at"] < now - 120 * _DAY
             and item["ticket_id"] not in still_open
         ):
@@ -405,11 +407,12 @@ def _access_log(
     rng: random.Random, now: datetime, people: _Population, subjects: list[str]
 ) -> list[Row]:
     drafts: list[Row] = []
-    # Every account with a hold, active or lifted, visited over a year ago and since.
+    # Every account with a hold, active or lifted, visited more than a year ago.
     for subject in subjects:
-        for ages in ((400, 700), (40, 300)):
-            at = now - timedelta(days=rng.uniform(*ages))
-            drafts.append(_visit(rng, at, subject, ipv4=True))
+        account = people.by_id[subject]
+        start = max(account["created_at"], now - _SPAN)
+        at = _between(rng, start, min(now - 400 * _DAY, account["closed_at"] or now))
+        drafts.append(_visit(rng, at, subject, ipv4=True))
     for _ in range(_ACCESS_LOG - len(drafts)):
         # Traffic grew: visits are denser towards now (about 20% in the last 30 days).
         at = now - _SPAN * rng.random() ** 2
