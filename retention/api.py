@@ -6,6 +6,8 @@ returns data or raises an error from ``retention.errors``.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +23,10 @@ from retention.db import make_engine, reachable
 from retention.audit.verify import Verified, verify_table
 from retention.audit.writer import AuditWriter
 from retention.catalog import suggest
-from retention.errors import PolicyError, UsageError
+from retention.errors import PolicyError, RetentionError, UsageError
+from retention.logs import get_logger
+from retention.metrics import Metrics, ping
+from retention.scheduler import install_jobs, make_scheduler, next_runs
 from retention.executor import Control, Counts, count_rule, guard_verdict
 from retention.plan import Plan, RulePlan
 from retention.planner import make_plan
@@ -31,6 +36,8 @@ from retention.policy.loader import LoadedPolicy, load_policy
 from retention.policy.model import json_schema
 from retention.schema_check import check_schema, policy_tables
 from retention.settings import Settings
+
+log = get_logger("retention.api")
 
 
 @dataclass(frozen=True)
@@ -108,9 +115,13 @@ def _check_names(policy: Policy, names: Sequence[str], what: str) -> None:
 
 
 def _compile(
-    settings: Settings, engine: Engine, rules: Sequence[str], now: datetime
+    settings: Settings,
+    engine: Engine,
+    rules: Sequence[str],
+    now: datetime,
+    loaded: LoadedPolicy | None = None,
 ) -> tuple[LoadedPolicy, Plan]:
-    loaded = load(settings)
+    loaded = loaded or load(settings)
     _check_names(loaded.policy, rules, "--rule")
     catalog = reflect_checked(engine, loaded)
     plan = make_plan(
@@ -149,6 +160,7 @@ def run(
     stop_requested: Callable[[], bool] = lambda: False,
     on_batch: Callable[[str, int, int], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    loaded: LoadedPolicy | None = None,
 ) -> RunResult:
     """Enforce the policy: delete or anonymise every due row, with its audit records."""
     hash_key = settings.require_hash_key()
@@ -156,7 +168,7 @@ def run(
     engine = make_engine(settings, hash_key=hash_key)
     try:
         with reachable(engine):
-            loaded, compiled = _compile(settings, engine, rules, now)
+            loaded, compiled = _compile(settings, engine, rules, now, loaded)
             _check_names(loaded.policy, override_guard, "--override-guard")
             audit = AuditWriter(loaded.policy.audit.table, loaded.sha256, clock=clock or (lambda: datetime.now(UTC)))
             control = Control(
@@ -187,6 +199,88 @@ def verify(settings: Settings, *, expect_head: str | None = None) -> Verified:
         engine.dispose()
 
 
+def announce_start(settings: Settings) -> None:
+    """Ping the dead-man's switch at the start of a one-shot run."""
+    ping(_secret(settings.ping_url), "start")
+
+
+def announce_end(settings: Settings, exit_code: int, result: RunResult | None, seconds: float) -> None:
+    """Export a one-shot run's metrics (textfile / Pushgateway) and ping with its exit code."""
+    if result is not None and (settings.metrics_file or settings.pushgateway_url):
+        metrics = Metrics()
+        metrics.observe(result, seconds)
+        metrics.export(str(settings.metrics_file) if settings.metrics_file else None,
+                       settings.pushgateway_url)  # fmt: skip
+    ping(_secret(settings.ping_url), str(exit_code))
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def serve(settings: Settings) -> None:
+    """Run the rules on their schedules until SIGTERM/SIGINT; reload on SIGHUP."""
+    settings.require_hash_key()
+    state = {"loaded": load(settings)}
+    engine = make_engine(settings)
+    try:
+        reflect_checked(engine, state["loaded"])
+    finally:
+        engine.dispose()
+    stop = threading.Event()
+    metrics = Metrics()
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+
+    def run_rule(rule: str, job_run_id: str) -> None:
+        if stop.is_set():
+            return
+        started = time.monotonic()
+        try:
+            result = run(settings, rules=[rule], stop_requested=stop.is_set,
+                         loaded=state["loaded"])  # fmt: skip
+        except RetentionError as exc:
+            log.error("scheduled run failed", error=type(exc).__name__, reason=str(exc))
+            return
+        metrics.observe(result, time.monotonic() - started)
+        log.info("scheduled run result", run_id=result.run_id, exit_code=result.exit_code,
+                 statuses={r.rule: r.status for r in result.rules})  # fmt: skip
+
+    scheduler = make_scheduler(state["loaded"].policy)
+    install_jobs(scheduler, state["loaded"].policy, run_rule)
+
+    def on_stop(signum: int, _frame: object) -> None:
+        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+        stop.set()
+        scheduler.shutdown(wait=True)
+
+    def on_reload(_signum: int, _frame: object) -> None:
+        try:
+            fresh = load(settings)
+            probe = make_engine(settings)
+            try:
+                reflect_checked(probe, fresh)
+            finally:
+                probe.dispose()
+        except RetentionError as exc:
+            log.error("policy reload failed; keeping the previous policy", reason=str(exc))
+            return
+        state["loaded"] = fresh
+        install_jobs(scheduler, fresh.policy, run_rule)
+        log.info("policy reloaded", policy_sha256=fresh.sha256, next_runs=_next(scheduler))
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+    log.info("worker started", rules=len(scheduler.get_jobs()), next_runs=_next(scheduler))
+    scheduler.start()
+    log.info("worker stopped")
+
+
+def _next(scheduler: Any) -> dict[str, str | None]:
+    return {k: v.isoformat() if v else None for k, v in next_runs(scheduler, datetime.now(UTC)).items()}
+
+
 @contextmanager
 def read_only(engine: Engine) -> Iterator[Connection]:
     """A connection whose transaction cannot write, where the database can say so."""
@@ -215,5 +309,5 @@ def read_only(engine: Engine) -> Iterator[Connection]:
 
 __all__ = [
     "PlanReport", "PlannedRule", "Validation", "__version__", "demo", "load", "plan",
-    "reflect_checked", "run", "schema", "validate", "verify",
+    "reflect_checked", "run", "schema", "serve", "validate", "verify",
 ]  # fmt: skip

@@ -12,6 +12,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -182,15 +183,22 @@ def run(
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     progress = _progress() if output == "text" and sys.stderr.isatty() else None
+    started = time.monotonic()
+    api.announce_start(settings)
+    result = None
     try:
         result = api.run(
             settings, rules=rules, max_batches=max_batches, max_runtime=max_runtime,
             override_guard=override, stop_requested=stop.is_set, on_batch=progress,
         )  # fmt: skip
+    except RetentionError as exc:
+        api.announce_end(settings, exit_code_for(exc), None, time.monotonic() - started)
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    code = render.run_exit_code(result)
+    code = result.exit_code
+    api.announce_end(settings, code, result, time.monotonic() - started)
     if output == "json":
         click.echo(json.dumps(render.run_data(result, code), indent=2))
     else:
@@ -206,6 +214,13 @@ def _progress() -> Any:
         click.echo(f"\r{rule[:30]:<30} [{bar}] {done}/{due}", err=True, nl=done >= due)
 
     return on_batch
+
+
+@cli.command()
+@common_options
+def serve(settings: Settings) -> None:
+    """Run the rules on their own cron schedules until SIGTERM (SIGHUP reloads)."""
+    api.serve(settings)
 
 
 @cli.group()

@@ -132,12 +132,4 @@ def run_text(result: RunResult) -> str:
 
 
 def run_exit_code(result: RunResult) -> int:
-    """SPEC section 4: the first of 1, 3, 75 that applies, else 0."""
-    statuses = {r.status for r in result.rules}
-    if "failed" in statuses:
-        return 1
-    if "guard_tripped" in statuses:
-        return 3
-    if result.interrupted or result.all_skipped:
-        return 75
-    return 0
+    return result.exit_code

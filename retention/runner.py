@@ -33,6 +33,18 @@ class RunResult:
     def all_skipped(self) -> bool:
         return bool(self.rules) and all(r.status == "skipped" for r in self.rules)
 
+    @property
+    def exit_code(self) -> int:
+        """SPEC section 4: the first of 1, 3, 75 that applies, else 0."""
+        statuses = {r.status for r in self.rules}
+        if "failed" in statuses:
+            return 1
+        if "guard_tripped" in statuses:
+            return 3
+        if self.interrupted or self.all_skipped:
+            return 75
+        return 0
+
 
 def run_plan(
     engine: Engine,

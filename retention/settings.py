@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     lock_timeout_ms: int = Field(default=5000, gt=0, le=600_000)
     max_retries: int = Field(default=5, ge=0, le=100)
     audit_head_file: Path | None = None
+    # Observability (SPEC section 3 leaves these to the worker issue).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_file: Path | None = None
+    pushgateway_url: str | None = None
+    ping_url: SecretStr | None = None  # often carries a token in its path
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,93 @@
+"""Prometheus metrics and the dead-man's-switch ping.
+
+``serve`` exposes ``/metrics`` (``RETENTION_METRICS_PORT``); a one-shot ``run`` writes a
+textfile for node_exporter (``RETENTION_METRICS_FILE``) or pushes to a Pushgateway
+(``RETENTION_PUSHGATEWAY_URL``). ``RETENTION_PING_URL`` is pinged at start (``/start``)
+and at the end with the exit code (``/<code>``), as healthchecks-style services expect.
+Labels carry rule and table names only, never a row's value.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    push_to_gateway,
+    start_http_server,
+    write_to_textfile,
+)
+
+from retention.logs import get_logger
+from retention.runner import RunResult
+
+log = get_logger("retention.metrics")
+
+
+@dataclass
+class Metrics:
+    """One registry per process; ``observe`` folds a run's result into it."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.rows = Counter("retention_rows", "Rows removed or anonymised.",
+                            ["rule", "table", "action"], registry=r)  # fmt: skip
+        self.dependents = Counter("retention_dependent_rows", "Dependent rows handled by cascades.",
+                                  ["rule", "table"], registry=r)  # fmt: skip
+        self.last_success = Gauge("retention_last_success_timestamp_seconds",
+                                  "When the rule last finished without error.", ["rule"], registry=r)  # fmt: skip
+        self.duration = Gauge("retention_run_duration_seconds", "Duration of the last run.", registry=r)
+        self.guard_trips = Counter("retention_guard_trips", "Guards tripped.", ["rule"], registry=r)
+        self.failures = Counter("retention_rule_failures", "Rules failed at run time.", ["rule"], registry=r)
+        self.skips = Counter("retention_rule_skips", "Rules skipped: held by another run.", ["rule"], registry=r)
+
+    def observe(self, result: RunResult, seconds: float) -> None:
+        self.duration.set(seconds)
+        for rule in result.rules:
+            self.rows.labels(rule.rule, rule.table, rule.action).inc(rule.rows)
+            for table, n in rule.dependents.items():
+                self.dependents.labels(rule.rule, table).inc(n)
+            if rule.status in ("done", "partial"):
+                self.last_success.labels(rule.rule).set(time.time())
+            elif rule.status == "guard_tripped":
+                self.guard_trips.labels(rule.rule).inc()
+            elif rule.status == "failed":
+                self.failures.labels(rule.rule).inc()
+            elif rule.status == "skipped":
+                self.skips.labels(rule.rule).inc()
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)
+        log.info("metrics endpoint started", port=port)
+
+    def export(self, textfile: str | None, pushgateway: str | None) -> None:
+        if textfile:
+            write_to_textfile(textfile, self.registry)
+        if pushgateway:
+            try:
+                push_to_gateway(pushgateway, job="retention", registry=self.registry, timeout=10)
+            except OSError as exc:
+                log.warning("pushgateway push failed", error=type(exc).__name__)
+
+
+def ping(url: str | None, suffix: str, *, timeout: float = 10.0) -> bool:
+    """Ping a dead-man's switch; a failure is logged, never fatal."""
+    if not url:
+        return False
+    target = url.rstrip("/") + "/" + suffix
+    if not target.startswith(("http://", "https://")):
+        log.warning("ping url is not http(s); not pinged")
+        return False
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+            return bool(200 <= response.status < 300)
+    except (urllib.error.URLError, OSError) as exc:
+        log.warning("ping failed", error=type(exc).__name__)
+        return False
