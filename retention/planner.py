@@ -9,7 +9,7 @@ statement by exactly those keys.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -180,9 +180,12 @@ class _RulePlanner:
 
     def clock_value(self, rule: Rule, clock: Any, cut: datetime) -> Any:
         if rule.clock_unit is not None and is_integer(clock.type):
-            seconds = cut.timestamp()
-            return int(seconds * 1000) if rule.clock_unit == "milliseconds" else int(seconds)
-        return adapt_instant(clock, cut)
+            # For a whole number of units, clock < cutoff is clock < ceil(cutoff). Rounding
+            # down, or going through a float, would keep the unit just before the cutoff.
+            micros = (cut - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+            per_unit = 1000 if rule.clock_unit == "milliseconds" else 1_000_000
+            return -(-micros // per_unit)
+        return adapt_instant(clock, cut, self.policy.defaults.timezone)
 
     def not_done(self, rule: Rule, table: Table) -> ColumnElement[bool] | None:
         """Anonymise rules skip rows already anonymised (SPEC "Idempotency")."""

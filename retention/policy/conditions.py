@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import count
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from sqlalchemy import (
@@ -104,7 +105,7 @@ class Compiler:
 
     def instant(self, col: Any, period: Period) -> Any:
         """``now - period`` in the column's own terms, as a bound value."""
-        return adapt_instant(col, cutoff(self.now, period, self.timezone))
+        return adapt_instant(col, cutoff(self.now, period, self.timezone), self.timezone)
 
     def value(self, col: Any, value: Any) -> Any:
         if isinstance(value, datetime) and isinstance(col.type, DateTime):
@@ -112,12 +113,17 @@ class Compiler:
         return value
 
 
-def adapt_instant(col: Any, instant: datetime) -> Any:
-    """An aware UTC instant as the column stores it: naive UTC, aware, or a date."""
+def adapt_instant(col: Any, instant: datetime, timezone: str = "UTC") -> Any:
+    """An aware UTC instant as the column stores it: naive UTC, aware, or a date.
+
+    A DATE column holds a calendar day, which only has meaning on a wall clock: the
+    instant becomes its date in the policy's timezone, and ``day < that date`` keeps the
+    cutoff's own day (erring on the side of keeping).
+    """
     if isinstance(col.type, DateTime) and not col.type.timezone:
         return instant.astimezone(UTC).replace(tzinfo=None)
     if isinstance(col.type, Date) and not isinstance(col.type, DateTime):
-        return instant.astimezone(UTC).date()
+        return instant.astimezone(ZoneInfo(timezone)).date()
     if isinstance(instant, date) and not isinstance(instant, datetime):
         return instant
     return instant.astimezone(UTC)
