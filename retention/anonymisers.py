@@ -27,6 +27,8 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import INET
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Date, DateTime
 
 from retention.policy.model import (
@@ -39,8 +41,27 @@ from retention.policy.model import (
 
 REDACTED = "[redacted]"
 _BLOCK = 64  # SHA-256 block size in bytes
-_IPV4 = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"
-_IPV6 = r"^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_DOTTED = _OCTET + r"(\." + _OCTET + "){3}"
+
+
+def _ipv6_pattern() -> str:
+    """Exactly the textual IPv6 forms (RFC 4291 2.2): PostgreSQL's ``::inet`` cast fails
+    the whole UPDATE on anything else, so address-like garbage must not reach it."""
+    h = "[0-9A-Fa-f]{1,4}"
+    forms = [f"({h}:){{7}}{h}", f"({h}:){{6}}{_DOTTED}"]
+    for left in range(8):  # groups before '::', which stands for at least one
+        room = 7 - left
+        head = f"({h}:){{{left - 1}}}{h}" if left else ""
+        tails = [f"{h}(:{h}){{0,{room - 1}}}"] if room else []
+        if room >= 2:
+            tails.append(f"({h}:){{0,{room - 2}}}{_DOTTED}")
+        forms.append(f"{head}::" + (f"({'|'.join(tails)})?" if tails else ""))
+    return "^(" + "|".join(forms) + ")$"
+
+
+_IPV4 = f"^{_DOTTED}$"
+_IPV6 = _ipv6_pattern()
 
 
 @dataclass(frozen=True)
@@ -85,19 +106,46 @@ def recognised(strategy: Strategy, col: Any, name: str) -> ColumnElement[bool] |
     if strategy is None:
         return col.is_(None)  # type: ignore[no-any-return]
     if strategy == "redact":
-        return and_(col.is_not(None), col == bindparam(f"{name}_redacted", REDACTED, type_=col.type))
+        redacted = bindparam(f"{name}_redacted", REDACTED, type_=col.type)
+        return and_(col.is_not(None), _exactly(col, redacted))
     if isinstance(strategy, ValueStrategy):
         value = bindparam(f"{name}_value", strategy.value, type_=col.type)
-        return and_(col.is_not(None), col == value)
+        return and_(col.is_not(None), _exactly(col, value))
     if isinstance(strategy, HashStrategy) and strategy.hash.prefix:
         # NULL stays NULL under hash, so NULL is a finished result too.
-        pattern = bindparam(f"{name}_prefix", _like_prefix(strategy.hash.prefix), type_=String())
-        return or_(col.is_(None), col.like(pattern, escape="\\"))
+        prefix = strategy.hash.prefix
+        head = func.substr(col, 1, len(prefix), type_=String())
+        return or_(col.is_(None), _exactly(head, bindparam(f"{name}_prefix", prefix, String())))
     return None
 
 
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+class _as_bytes(FunctionElement[Any]):
+    """Text compared byte for byte. MySQL's default collations ignore case, accents and
+    trailing spaces, and LIKE ignores case on SQLite: 'ANON-Smith' must not pass for a
+    finished 'anon-' pseudonym, nor 'Unknown' for {value: unknown}."""
+
+    inherit_cache = True
+    name = "as_bytes"
+
+    def __init__(self, expr: ColumnElement[Any]) -> None:
+        super().__init__(expr)
+        self.type = expr.type
+
+
+@compiles(_as_bytes)
+def _compile_as_bytes(element: _as_bytes, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_as_bytes, "mysql")
+def _compile_as_bytes_mysql(element: _as_bytes, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS BINARY)"
+
+
+def _exactly(col: Any, value: Any) -> ColumnElement[bool]:
+    if isinstance(col.type, String):
+        return _as_bytes(col) == _as_bytes(value)
+    return col == value  # type: ignore[no-any-return]
 
 
 def _hash(col: Any, dialect: str, strategy: HashStrategy, name: str) -> ColumnElement[Any]:

@@ -7,6 +7,7 @@ value or a secret, because values are bound parameters compiled without ``litera
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -115,4 +116,7 @@ class Plan:
 def render(statement: Executable, dialect: Dialect) -> str:
     """SQL text of a statement with placeholders, exactly as the driver receives it."""
     compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-    return " ".join(str(compiled).split())
+    sql = " ".join(str(compiled).split())
+    # A list bound per batch (keys, parent values) is expanded by the driver layer into
+    # one placeholder per item; show that, not SQLAlchemy's internal marker.
+    return re.sub(r"__\[POSTCOMPILE_(\w+)\]", r"<one placeholder per item of :\1>", sql)

@@ -26,11 +26,14 @@ def verify_records(rows: Any, expect_head: str | None = None) -> Verified:
         count += 1
         seq = record.get("seq")
         if seq != count:
+            # Name the first record that is not where it belongs: a removed record is
+            # named by its own seq, not by the survivor that follows it.
             if isinstance(seq, int) and seq > count:
-                reason = f"records {count} to {seq - 1} are missing"
+                gap = f"record {count} is" if seq == count + 1 else f"records {count}-{seq - 1} are"
+                reason = f"{gap} missing (found {seq} in its place)"
             else:
                 reason = f"expected record {count} here, found {seq} (reordered or duplicated)"
-            raise AuditTampered(seq if isinstance(seq, int) else count, reason)
+            raise AuditTampered(count, reason)
         if record.get("prev_hash") != prev:
             raise AuditTampered(seq, "prev_hash does not match the previous record's hash")
         if record_hash(prev, record) != record.get("hash"):
