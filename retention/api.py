@@ -170,7 +170,11 @@ def run(
         with reachable(engine):
             loaded, compiled = _compile(settings, engine, rules, now, loaded)
             _check_names(loaded.policy, override_guard, "--override-guard")
-            audit = AuditWriter(loaded.policy.audit.table, loaded.sha256, clock=clock or (lambda: datetime.now(UTC)))
+            audit = AuditWriter(
+                loaded.policy.audit.table, loaded.sha256,
+                clock=clock or (lambda: datetime.now(UTC)),
+                record_keys=loaded.policy.audit.record_keys,
+            )  # fmt: skip
             control = Control(
                 max_batches=max_batches,
                 deadline=time.monotonic() + max_runtime if max_runtime else None,

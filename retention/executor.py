@@ -285,6 +285,7 @@ class Executor:
                 conn, "batch", **self._about(plan), row_count=affected,
                 dependents=dependents or None, key_digest=key_digest(self.hash_key, keys),
             )  # fmt: skip
+            self.audit.append_keys(conn, self.hash_key, plan.table.fullname, keys)
         return keys[-1], affected, dependents
 
     def _cascade(

@@ -9,6 +9,7 @@ Every lock is taken without waiting: a rule held elsewhere is skipped, not queue
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -33,8 +34,14 @@ def lock_name(database: str, scope: str, name: str) -> str:
 
 
 @contextmanager
-def rule_lock(engine: Engine, rule: str, *, scope: str = "rule") -> Iterator[None]:
-    """Hold ``rule``'s lock for the duration; ``LockNotAcquired`` if another run has it."""
+def rule_lock(
+    engine: Engine, rule: str, *, scope: str = "rule", forget: bool = False
+) -> Iterator[None]:
+    """Hold ``rule``'s lock for the duration; ``LockNotAcquired`` if another run has it.
+
+    ``forget`` removes SQLite's lock file afterwards: for locks named once (a run's own),
+    so lock files do not pile up beside the database.
+    """
     backend = engine.dialect.name
     if backend == "postgresql":
         with _pg_lock(engine, lock_id(scope, rule), rule):
@@ -44,7 +51,7 @@ def rule_lock(engine: Engine, rule: str, *, scope: str = "rule") -> Iterator[Non
         with _mysql_lock(engine, name, rule):
             yield
     else:
-        with _file_lock(engine, scope, rule):
+        with _file_lock(engine, scope, rule, forget=forget):
             yield
 
 
@@ -85,7 +92,7 @@ def _lock_path(engine: Engine, scope: str, rule: str) -> str | None:
 
 
 @contextmanager
-def _file_lock(engine: Engine, scope: str, rule: str) -> Iterator[None]:
+def _file_lock(engine: Engine, scope: str, rule: str, *, forget: bool = False) -> Iterator[None]:
     path = _lock_path(engine, scope, rule)
     if path is None:  # an in-memory database belongs to one process
         yield
@@ -99,6 +106,9 @@ def _file_lock(engine: Engine, scope: str, rule: str) -> Iterator[None]:
         try:
             yield
         finally:
+            if forget:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 
 from retention.audit.writer import AuditWriter
@@ -56,6 +56,52 @@ def run_plan(
     override_guard: frozenset[str] = frozenset(),
 ) -> RunResult:
     audit.ensure_tables(engine)
+    with rule_lock(engine, audit.run_id, scope="run", forget=True):
+        record_dead_runs(engine, audit)
+        return _run(engine, plan, audit, hash_key, control, override_guard)
+
+
+def record_dead_runs(engine: Engine, audit: AuditWriter) -> list[str]:
+    """Record ``run_interrupted`` for runs that started, never ended, and hold no lock.
+
+    A live run holds its run lock for its whole duration; a run whose lock is free died
+    (SIGKILL, a crash, a lost machine) before it could record its end.
+    """
+    records = audit.records
+    ended = select(records.c.run_id).where(records.c.event.in_(("run_finished", "run_interrupted")))
+    unfinished = select(records.c.run_id).where(
+        records.c.event == "run_started", records.c.run_id.not_in(ended)
+    )
+    with engine.connect() as conn:
+        candidates = [row.run_id for row in conn.execute(unfinished)]
+    found = []
+    for run_id in candidates:
+        if run_id == audit.run_id:
+            continue
+        try:
+            with rule_lock(engine, run_id, scope="run", forget=True), engine.begin() as conn:
+                # Re-checked under the lock: another run may have recorded it meanwhile.
+                if conn.execute(ended.where(records.c.run_id == run_id)).first() is not None:
+                    continue
+                audit.append(conn, "run_interrupted", run_id=run_id, details={
+                    "reason": "the run ended without recording its end (killed or crashed)",
+                    "found_by": audit.run_id,
+                })  # fmt: skip
+                found.append(run_id)
+                log.warning("found a run that died without finishing", dead_run_id=run_id)
+        except LockNotAcquired:
+            continue  # still running elsewhere
+    return found
+
+
+def _run(
+    engine: Engine,
+    plan: Plan,
+    audit: AuditWriter,
+    hash_key: bytes,
+    control: Control,
+    override_guard: frozenset[str],
+) -> RunResult:
     result = RunResult(audit.run_id)
     with engine.begin() as conn:
         audit.append(conn, "run_started", details={

@@ -25,8 +25,10 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 
 from retention import api
+from retention.audit import guard
 from retention.audit.writer import ensure_audit_tables
 from retention.cli import cli
 from retention.errors import AuditTampered
@@ -239,6 +241,7 @@ def test_tampering_is_detected_at_the_first_bad_record(
     seven_records(settings, engine)
     assert api.verify(settings).records == 7
     with engine.begin() as conn:
+        guard.remove(conn, "retention_audit")  # as the table's owner could
         tamper(conn)
 
     with pytest.raises(AuditTampered) as caught:
@@ -255,6 +258,7 @@ def test_a_cut_tail_is_detected_only_against_the_expected_head(
 ) -> None:
     head = seven_records(settings, engine)
     with engine.begin() as conn:
+        guard.remove(conn, "retention_audit")
         conn.execute(text("DELETE FROM retention_audit WHERE seq >= 6"))
 
     assert api.verify(settings).records == 5
@@ -264,6 +268,23 @@ def test_a_cut_tail_is_detected_only_against_the_expected_head(
     assert head in caught.value.reason
     result = verify_cli(settings, "--expect-head", head)
     assert result.exit_code == 4, result.output
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE retention_audit SET row_count = 0 WHERE seq = 3",
+        "DELETE FROM retention_audit WHERE seq = 7",
+    ],
+    ids=["update", "delete"],
+)
+def test_the_append_only_guard_rejects_rewriting_the_log(
+    settings: Settings, engine: Engine, statement: str
+) -> None:
+    head = seven_records(settings, engine)
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        conn.execute(text(statement))
+    assert api.verify(settings, expect_head=head).records == 7
 
 
 # --- an auditor's own verifier, from SPEC section 6 alone -------------------------------

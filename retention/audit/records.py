@@ -12,7 +12,19 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+)
 from sqlalchemy.dialects import mysql
 
 ZERO_HASH = "0" * 64
@@ -54,6 +66,8 @@ def audit_tables(name: str) -> tuple[MetaData, Table, Table]:
         Column("details", Text),
         Column("prev_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False, unique=True),
+        # Finding runs that died without recording their end reads by event and run.
+        Index(f"ix_{name}_event_run", "event", "run_id"),
     )
     head = Table(
         f"{name}_head",
@@ -103,3 +117,7 @@ def truncate_to_micros(value: datetime) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def audit_exists(conn: Connection, table_name: str) -> bool:
+    return bool(inspect(conn).has_table(table_name))

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from retention.audit.records import FIELDS, ZERO_HASH, audit_tables, record_hash
+from retention.audit.records import FIELDS, ZERO_HASH, audit_exists, audit_tables, record_hash
 from retention.errors import AuditTampered
 
 
@@ -47,8 +47,6 @@ def verify_records(rows: Any, expect_head: str | None = None) -> Verified:
 
 
 def verify_table(conn: Connection, table_name: str, expect_head: str | None = None) -> Verified:
-    from retention.audit.writer import audit_exists
-
     if not audit_exists(conn, table_name):
         return verify_records([], expect_head)
     _, records, _ = audit_tables(table_name)

@@ -9,7 +9,7 @@ is short and no lock cycle can form.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, insert, inspect, select, text, update
 
 from retention import __version__
+from retention.audit import guard
+from retention.audit.query import audit_keys_table, removed_key_digest
 from retention.audit.records import (
     ZERO_HASH,
     audit_tables,
@@ -40,12 +42,28 @@ class AuditWriter:
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     clock: Callable[[], datetime] = utc_now
     version: str = __version__
+    record_keys: bool = False
     records: Table = field(init=False)
     head: Table = field(init=False)
+    keys: Table = field(init=False)
     last_hash: str | None = field(default=None, init=False)
+    last_seq: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        _, self.records, self.head = audit_tables(self.table_name)
+        metadata, self.records, self.head = audit_tables(self.table_name)
+        self.keys = audit_keys_table(metadata, self.table_name)
+
+    def append_keys(
+        self, conn: Connection, hash_key: bytes, table_name: str, keys: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Per-key proof: one keyed digest per removed key, tied to the last batch record."""
+        if not self.record_keys or not keys or self.last_seq is None:
+            return
+        rows = [
+            {"seq": self.last_seq, "key_digest": removed_key_digest(hash_key, table_name, key)}
+            for key in keys
+        ]
+        conn.execute(insert(self.keys), rows)
 
     def ensure_tables(self, engine: Engine) -> None:
         """Create the audit tables if absent; safe when several runs start at once."""
@@ -64,14 +82,19 @@ class AuditWriter:
         dependents: dict[str, int] | None = None,
         key_digest: str | None = None,
         details: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> str:
-        """Append one record in ``conn``'s open transaction; returns its hash."""
+        """Append one record in ``conn``'s open transaction; returns its hash.
+
+        ``run_id`` defaults to this run's; it names another run only when recording that
+        a run died without recording its end.
+        """
         tip = conn.execute(
             select(self.head.c.seq, self.head.c.hash).where(self.head.c.id == 1).with_for_update()
         ).one()
         record: dict[str, Any] = {
             "seq": int(tip.seq) + 1,
-            "run_id": self.run_id,
+            "run_id": run_id or self.run_id,
             "at": truncate_to_micros(self.clock()),
             "event": event,
             "rule": rule,
@@ -94,11 +117,19 @@ class AuditWriter:
             .values(seq=record["seq"], hash=record["hash"])
         )
         self.last_hash = record["hash"]
+        self.last_seq = record["seq"]
         return str(record["hash"])
 
 
 def ensure_audit_tables(engine: Engine, table_name: str) -> None:
-    metadata, _, head = audit_tables(table_name)
+    """Create (or complete) the audit tables and their append-only guards.
+
+    Takes a lock around the creation, so several runs starting at once on an empty
+    database create them once. When the tables exist, nothing is created, so a role
+    without DDL rights can run (``retention audit init`` creates them up front).
+    """
+    metadata, records, head = audit_tables(table_name)
+    keys = audit_keys_table(metadata, table_name)
     backend = engine.dialect.name
     with engine.connect() as conn:
         if backend == "mysql":
@@ -110,15 +141,16 @@ def ensure_audit_tables(engine: Engine, table_name: str) -> None:
                 if backend == "postgresql":
                     key = lock_id("audit-ddl", table_name)
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-                if not inspect(conn).has_table(head.name):
-                    metadata.create_all(conn, checkfirst=True)
+                inspector = inspect(conn)
+                missing = [t for t in (records, head, keys) if not inspector.has_table(t.name)]
+                if missing:
+                    metadata.create_all(conn, tables=missing, checkfirst=True)
+                    for table in (records, keys):
+                        if table in missing:
+                            guard.install(conn, table.name)
                 if conn.execute(select(head.c.id).where(head.c.id == 1)).first() is None:
                     conn.execute(insert(head).values(id=1, seq=0, hash=ZERO_HASH))
         finally:
             if backend == "mysql":
                 conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
                 conn.commit()
-
-
-def audit_exists(conn: Connection, table_name: str) -> bool:
-    return bool(inspect(conn).has_table(table_name))
