@@ -21,7 +21,7 @@ from retention import __version__
 from retention.catalog import Catalog, reflect
 from retention.db import make_engine, reachable
 from retention.audit.verify import Verified, verify_table
-from retention.audit.writer import AuditWriter
+from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.catalog import suggest
 from retention.errors import PolicyError, RetentionError, UsageError
 from retention.logs import get_logger
@@ -192,15 +192,40 @@ def run(
         engine.dispose()
 
 
-def verify(settings: Settings, *, expect_head: str | None = None) -> Verified:
-    """Recompute the audit chain; ``AuditTampered`` names the first bad record."""
+def verify(
+    settings: Settings, *, expect_head: str | None = None, heads_file: str | None = None
+) -> Verified:
+    """Recompute the audit chain; ``AuditTampered`` names the first bad record.
+
+    ``heads_file`` holds heads kept outside the database, one per line (the file
+    ``RETENTION_AUDIT_HEAD_FILE`` collects); each must still be in the log.
+    """
     loaded = load(settings)
+    kept: list[str] = []
+    if heads_file is not None:
+        try:
+            with open(heads_file, encoding="utf-8") as fh:
+                kept = [line.strip() for line in fh if line.strip()]
+        except OSError as exc:
+            raise UsageError(f"cannot read heads file {heads_file}: {exc.strerror}") from None
     engine = make_engine(settings)
     try:
         with reachable(engine), read_only(engine) as conn:
-            return verify_table(conn, loaded.policy.audit.table, expect_head)
+            return verify_table(conn, loaded.policy.audit.table, expect_head, kept)
     finally:
         engine.dispose()
+
+
+def audit_init(settings: Settings) -> str:
+    """Create the audit tables and their append-only guards, so runs need no DDL right."""
+    loaded = load(settings)
+    engine = make_engine(settings)
+    try:
+        with reachable(engine):
+            ensure_audit_tables(engine, loaded.policy.audit.table)
+    finally:
+        engine.dispose()
+    return loaded.policy.audit.table
 
 
 def announce_start(settings: Settings) -> None:
@@ -312,6 +337,6 @@ def read_only(engine: Engine) -> Iterator[Connection]:
 
 
 __all__ = [
-    "PlanReport", "PlannedRule", "Validation", "__version__", "demo", "load", "plan",
+    "PlanReport", "PlannedRule", "Validation", "__version__", "audit_init", "demo", "load", "plan",
     "reflect_checked", "run", "schema", "serve", "validate", "verify",
 ]  # fmt: skip

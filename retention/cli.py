@@ -228,13 +228,23 @@ def audit() -> None:
     """Read and verify the audit log."""
 
 
+@audit.command("init")
+@common_options
+def audit_init(settings: Settings) -> None:
+    """Create the audit tables and append-only guards (then runs need no DDL right)."""
+    table = api.audit_init(settings)
+    click.echo(f"audit tables ready: {table}, {table}_head, {table}_keys")
+
+
 @audit.command("verify")
 @click.option("--expect-head", default=None, metavar="HASH",
               help="The head kept elsewhere; also catches a cut-off tail.")  # fmt: skip
+@click.option("--heads-file", default=None, metavar="FILE",
+              help="Heads kept elsewhere, one per line; each must still be in the log.")  # fmt: skip
 @common_options
-def audit_verify(settings: Settings, expect_head: str | None) -> None:
+def audit_verify(settings: Settings, expect_head: str | None, heads_file: str | None) -> None:
     """Recompute the hash chain; exit 4 naming the first bad record."""
-    result = api.verify(settings, expect_head=expect_head)
+    result = api.verify(settings, expect_head=expect_head, heads_file=heads_file)
     click.echo(f"audit log verified: {result.records} records, head {result.head}")
 
 

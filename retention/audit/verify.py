@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,15 @@ class Verified:
     head: str
 
 
-def verify_records(rows: Any, expect_head: str | None = None) -> Verified:
-    """Check an ordered iterable of record mappings; raise ``AuditTampered`` at the first bad one."""
+def verify_records(
+    rows: Any, expect_head: str | None = None, kept_heads: Sequence[str] = ()
+) -> Verified:
+    """Check an ordered iterable of record mappings; raise ``AuditTampered`` at the first bad one.
+
+    ``kept_heads`` are heads recorded outside the database (``RETENTION_AUDIT_HEAD_FILE``):
+    each must still be a record's hash, or the log was cut or rewritten after it.
+    """
+    missing = {h for h in kept_heads if h != ZERO_HASH}
     prev = ZERO_HASH
     count = 0
     for row in rows:
@@ -39,6 +47,12 @@ def verify_records(rows: Any, expect_head: str | None = None) -> Verified:
         if record_hash(prev, record) != record.get("hash"):
             raise AuditTampered(seq, "contents do not match its hash (altered)")
         prev = str(record["hash"])
+        missing.discard(prev)
+    if missing:
+        first = next(h for h in kept_heads if h in missing)
+        raise AuditTampered(
+            None, f"kept head {first} is not in the log: it was cut or rewritten after it"
+        )
     if expect_head is not None and expect_head != prev:
         raise AuditTampered(
             None, f"head is {prev} after {count} records, expected {expect_head} (tail cut?)"
@@ -46,12 +60,17 @@ def verify_records(rows: Any, expect_head: str | None = None) -> Verified:
     return Verified(count, prev)
 
 
-def verify_table(conn: Connection, table_name: str, expect_head: str | None = None) -> Verified:
+def verify_table(
+    conn: Connection,
+    table_name: str,
+    expect_head: str | None = None,
+    kept_heads: Sequence[str] = (),
+) -> Verified:
     if not audit_exists(conn, table_name):
-        return verify_records([], expect_head)
+        return verify_records([], expect_head, kept_heads)
     _, records, _ = audit_tables(table_name)
     cols = [records.c[name] for name in FIELDS]
     result = conn.execution_options(stream_results=True, yield_per=1000).execute(
         select(*cols).order_by(records.c.seq)
     )
-    return verify_records((row._mapping for row in result), expect_head)
+    return verify_records((row._mapping for row in result), expect_head, kept_heads)
