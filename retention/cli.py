@@ -250,3 +250,9 @@ def audit_verify(settings: Settings, expect_head: str | None, heads_file: str | 
 
 def main() -> None:
     cli(prog_name="retention")
+
+
+# The auditors' commands (show, export, report, find) live in their own module.
+from retention.cli_audit import register as _register_audit_commands  # noqa: E402
+
+_register_audit_commands(audit)

@@ -74,8 +74,8 @@ class _Checker:
         self.locator = locator
         self.problems: list[Problem] = []
 
-    def add(self, path: Path, message: str) -> None:
-        self.problems.append(self.locator.problem(path, message))
+    def add(self, path: Path, message: str, *, at_key: bool = False) -> None:
+        self.problems.append(self.locator.problem(path, message, at_key=at_key))
 
     def table(self, name: str, path: Path) -> Table | None:
         table = self.catalog.table(name)
@@ -99,7 +99,13 @@ class _Checker:
             return
         if rule.key:
             for j, name in enumerate(rule.key):
-                self.col(table, name, (*at, "key", j))
+                key_col = self.col(table, name, (*at, "key", j))
+                if key_col is not None and key_col.nullable:
+                    self.add(
+                        (*at, "key", j),
+                        f"key column '{name}' is nullable: a NULL key cannot name its row; "
+                        "use NOT NULL columns",
+                    )
         elif not table.primary_key.columns:
             self.add((*at, "table"), f"table {table.name} has no primary key: name the 'key' columns")
         self.clock(rule, table, at)
@@ -189,7 +195,10 @@ class _Checker:
         for their_name, our_name in mapping.items():
             if column(theirs, their_name) is None:
                 hint = suggest(their_name, theirs.columns.keys())
-                self.add((*at, "on"), f"no column '{their_name}' in {theirs.name}{hint}")
+                # at the `on` key, as SPEC section 2's example shows
+                self.add(
+                    (*at, "on"), f"no column '{their_name}' in {theirs.name}{hint}", at_key=True
+                )
             if column(ours, our_name) is None:
                 hint = suggest(our_name, ours.columns.keys())
                 self.add((*at, "on", their_name), f"no column '{our_name}' in {ours.name}{hint}")
@@ -233,19 +242,35 @@ class _Checker:
             referencing = fk.parent
             fk_on = on_from_fk(fk)
             covered = False
-            for cascade in cascades:
+            named: Path | None = None  # a cascade for the table, linked some other way
+            misnamed = False  # ... whose `on` names an unknown column
+            for j, cascade in enumerate(cascades):
                 child = self.catalog.table(cascade.table)
-                if child is not referencing:
-                    continue
+                if child is not referencing or cascade.action == "anonymise":
+                    continue  # an anonymised child keeps its reference: still blocks
                 mapping, _ = resolve_on(cascade.on, child, target)
                 if mapping is not None and mapping == fk_on:
                     covered = True
-            if not covered:
-                cols = ", ".join(fk_on)
+                    continue
+                named = (*at, "cascade", j, "on") if cascade.on else (*at, "cascade", j)
+                if mapping is not None and any(
+                    column(child, theirs) is None or column(target, ours) is None
+                    for theirs, ours in mapping.items()
+                ):
+                    misnamed = True
+            if covered or misnamed:
+                continue  # an unknown column is reported where it is written (self.link)
+            cols = ", ".join(fk_on)
+            blocked = (
+                f"foreign key {referencing.name}({cols}) -> {target.name} would block the delete"
+            )
+            if named is not None:
+                link = ", ".join(f"{c}: {p}" for c, p in fk_on.items())
+                self.add(named, f"{blocked}: link the cascade by it: on: {{{link}}}", at_key=True)
+            else:
                 self.add(
                     at if at[-2:-1] == ("cascade",) else (*at, "table"),
-                    f"foreign key {referencing.name}({cols}) -> {target.name} would block the "
-                    f"delete: add a cascade for {referencing.name} (or ON DELETE CASCADE)",
+                    f"{blocked}: add a cascade for {referencing.name} (or ON DELETE CASCADE)",
                 )
 
     def holds(self) -> None:

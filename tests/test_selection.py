@@ -1022,11 +1022,6 @@ def test_a_foreign_key_without_cascade_stops_the_run_before_any_write(
         assert not inspect(conn).has_table("retention_audit")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: schema_check counts any cascade as covering a foreign key; the "
-    "delete then fails at run time with an IntegrityError",
-)
 def test_an_anonymise_cascade_does_not_unblock_a_foreign_key_to_deleted_rows(
     settings: Settings, engine: Engine
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path as FsPath
@@ -21,7 +22,17 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent, NodeEvent
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.util import create_timestamp, timestamp_regexp
 
 from retention.errors import PolicyError, Problem
 from retention.policy import semantics
@@ -29,6 +40,10 @@ from retention.policy.locator import Locator, Path
 from retention.policy.model import STRATEGY_HELP, Policy
 
 MAX_BYTES = 1024 * 1024
+# Far deeper than any real policy; keeps every recursive walk (ruamel's composer, the
+# model, the checks) well inside Python's recursion limit.
+MAX_DEPTH = 64
+_MUST_HOLD = "a mapping with 'version' and 'rules'"
 
 
 @dataclass(frozen=True)
@@ -63,9 +78,12 @@ def load_policy_bytes(raw: bytes, name: str, *, max_bytes: int = MAX_BYTES) -> L
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PolicyError(
-            [Problem(name, None, None, f"not UTF-8 text (byte {exc.start})")]
-        ) from None
+        # Point at the bad byte: the text before it is valid, so lines and columns count.
+        before = raw[: exc.start].decode("utf-8")
+        line, col = _line_col(before, len(before))
+        byte = raw[exc.start]
+        message = f"not UTF-8 text (byte 0x{byte:02x}): save the file as UTF-8"
+        raise _at(name, line, col, message) from None
     data, locator = _read_yaml(text, name)
     policy = validate_data(data, locator)
     return LoadedPolicy(policy, name, hashlib.sha256(raw).hexdigest(), locator)
@@ -73,7 +91,7 @@ def load_policy_bytes(raw: bytes, name: str, *, max_bytes: int = MAX_BYTES) -> L
 
 def validate_data(data: Any, locator: Locator) -> Policy:
     if not isinstance(data, dict):
-        raise PolicyError([locator.problem((), "the file must hold a mapping with 'version' and 'rules'")])
+        raise PolicyError([locator.problem((), f"the file must hold {_MUST_HOLD}")])
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
@@ -96,39 +114,107 @@ def _yaml() -> YAML:
 
 def _read_yaml(text: str, name: str) -> tuple[Any, Locator]:
     yaml = _yaml()
+    starts: list[tuple[int, int]] = []
     try:
+        depth = 0
         for event in yaml.parse(io.StringIO(text)):
-            _check_event(event, name)
+            _check_event(event, name, yaml)
+            if isinstance(event, DocumentStartEvent):
+                starts.append(_mark(event))
+                if event.version not in (None, (1, 2)):
+                    # %YAML 1.1 would make yes/no/on/off booleans again (SPEC section 2).
+                    shown = ".".join(str(v) for v in event.version)
+                    directive = re.search(r"^%YAML", text, re.MULTILINE)
+                    line, col = _line_col(text, directive.start() if directive else 0)
+                    message = f"%YAML {shown} directive: policy files are YAML 1.2; remove it"
+                    raise _at(name, line, col, message)
+            elif isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line, col = _mark(event)
+                    raise _at(name, line, col, f"nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
         documents = list(yaml.load_all(io.StringIO(text)))
     except PolicyError:
         raise
     except MarkedYAMLError as exc:
         raise PolicyError([_yaml_problem(exc, name)]) from None
+    except ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise _at(
+            name, line, col, f"invalid YAML: control character {what} is not allowed"
+        ) from None
     except (YAMLError, ValueError, TypeError, RecursionError) as exc:
-        raise PolicyError([Problem(name, None, None, f"invalid YAML: {type(exc).__name__}")]) from None
-    if len(documents) != 1:
         raise PolicyError(
-            [Problem(name, 1, 1, f"expected one YAML document, found {len(documents)}")]
-        )
+            [Problem(name, None, None, f"invalid YAML: {type(exc).__name__}")]
+        ) from None
+    if not documents:
+        raise _at(name, 1, 1, f"the file is empty (or only comments): it must hold {_MUST_HOLD}")
+    if len(documents) > 1:
+        line, col = starts[1] if len(starts) > 1 else (1, 1)
+        message = f"a second YAML document: the file must hold one, found {len(documents)}"
+        raise _at(name, line, col, message)
     keys: dict[Path, tuple[int, int]] = {}
     values: dict[Path, tuple[int, int]] = {}
-    data = _plain(documents[0], (), keys, values)
+    data = _plain(documents[0], (), keys, values, name)
     return data, Locator(name, data, keys, values)
 
 
-def _check_event(event: Any, name: str) -> None:
+def _at(name: str, line: int | None, col: int | None, message: str) -> PolicyError:
+    return PolicyError([Problem(name, line, col, message)])
+
+
+def _mark(event: Any) -> tuple[int, int]:
+    mark = event.start_mark
+    return mark.line + 1, mark.column + 1
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of ``text[index]``."""
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _check_event(event: Any, name: str, yaml: YAML) -> None:
     mark = getattr(event, "start_mark", None)
     line = mark.line + 1 if mark is not None else None
     col = mark.column + 1 if mark is not None else None
+    if isinstance(event, ScalarEvent) and event.style is None and event.implicit[0]:
+        _check_timestamp(event, name, yaml)
     if isinstance(event, AliasEvent):
-        raise PolicyError([Problem(name, line, col, "aliases (*name) are not allowed; write the value out")])
+        raise PolicyError(
+            [Problem(name, line, col, "aliases (*name) are not allowed; write the value out")]
+        )
     if isinstance(event, NodeEvent) and event.anchor is not None:
-        raise PolicyError([Problem(name, line, col, "anchors (&name) are not allowed; write the value out")])
+        raise PolicyError(
+            [Problem(name, line, col, "anchors (&name) are not allowed; write the value out")]
+        )
     tag = getattr(event, "tag", None)
     if tag is not None and str(tag) not in ("", "!"):
         raise PolicyError(
             [Problem(name, line, col, f"tags such as {str(tag)[:60]} are not allowed")]
         )
+
+
+def _check_timestamp(event: Any, name: str, yaml: YAML) -> None:
+    """A plain scalar that YAML reads as a date must be a real one (not 2024-02-30).
+
+    Checked here because the constructor's ValueError carries no position.
+    """
+    tag = yaml.resolver.resolve(ScalarNode, event.value, event.implicit)
+    if str(tag) != "tag:yaml.org,2002:timestamp":
+        return
+    match = timestamp_regexp.match(event.value)
+    try:
+        if match is None:
+            raise ValueError(event.value)
+        create_timestamp(**match.groupdict())
+    except ValueError:
+        line, col = _mark(event)
+        message = f"{event.value[:40]!r} is not a valid date or time (quote it if it is text)"
+        raise _at(name, line, col, message) from None
 
 
 def _yaml_problem(exc: MarkedYAMLError, name: str) -> Problem:
@@ -141,6 +227,29 @@ def _yaml_problem(exc: MarkedYAMLError, name: str) -> Problem:
         return Problem(name, line, col, f"duplicate key {key}".rstrip())
     if "\\t" in problem or "tab" in problem:
         return Problem(name, line, col, "tab character: indent with spaces")
+    if problem.startswith("mapping values are not allowed"):
+        problem += (
+            " (is this line indented further than the key above it,"
+            " or does a value hold ': ' and need quotes?)"
+        )
+    # ruamel's own words name a parser state; say instead where the thing began.
+    context = exc.context or ""
+    opened = exc.context_mark
+    at = f"{opened.line + 1}:{opened.column + 1}" if opened is not None else "?"
+    if context in ("while parsing a flow mapping", "while parsing a flow sequence"):
+        bracket, closer = ("{", "}") if "mapping" in context else ("[", "]")
+        problem += f" (in the '{bracket}' opened at {at}: is a ',' or '{closer}' missing?)"
+    elif "<stream end>" in problem:
+        problem += " (the file ends here: is a closing bracket or quote missing?)"
+    elif "quoted scalar" in context and "end of stream" in problem:
+        problem = f"the quoted text opened at {at} is never closed"
+    elif problem.startswith("expected <block end>, but found"):
+        found = problem.rsplit("found", 1)[1].strip()
+        thing = {"'?'": "a key", "'-'": "a list item '-'"}.get(found, found)
+        problem = (
+            f"{thing} is indented to fit no block above it"
+            f" (the enclosing block starts at {at}): check its indentation"
+        )
     return Problem(name, line, col, f"invalid YAML: {problem}")
 
 
@@ -153,21 +262,28 @@ def _duplicate_key(text: str) -> str:
     return "'" + rest[: rest.find('"')][:60] + "'"
 
 
-def _plain(node: Any, path: Path, keys: dict[Path, tuple[int, int]], values: dict[Path, tuple[int, int]]) -> Any:
+def _plain(
+    node: Any,
+    path: Path,
+    keys: dict[Path, tuple[int, int]],
+    values: dict[Path, tuple[int, int]],
+    name: str,
+) -> Any:
     """ruamel's nodes -> plain dict/list/str/int/float/bool/None, recording positions."""
     if isinstance(node, CommentedMap):
         values.setdefault(path, (node.lc.line + 1, node.lc.col + 1))
         out: dict[Any, Any] = {}
         for key in node:
             plain_key = _scalar(key)
-            if not isinstance(plain_key, str):
-                plain_key = str(plain_key)
-            child = (*path, plain_key)
             kl, kc = node.lc.key(key)
+            if not isinstance(plain_key, str):
+                # str() would turn null into 'None' and true into 'True': refuse instead.
+                raise _at(name, kl + 1, kc + 1, f"key {_describe(plain_key)} is not text: quote it")
+            child = (*path, plain_key)
             keys[child] = (kl + 1, kc + 1)
             vl, vc = node.lc.value(key)
             values[child] = (vl + 1, vc + 1)
-            out[plain_key] = _plain(node[key], child, keys, values)
+            out[plain_key] = _plain(node[key], child, keys, values, name)
         return out
     if isinstance(node, CommentedSeq):
         values.setdefault(path, (node.lc.line + 1, node.lc.col + 1))
@@ -176,7 +292,7 @@ def _plain(node: Any, path: Path, keys: dict[Path, tuple[int, int]], values: dic
             child = (*path, i)
             il, ic = node.lc.item(i)
             values[child] = (il + 1, ic + 1)
-            items.append(_plain(item, child, keys, values))
+            items.append(_plain(item, child, keys, values, name))
         return items
     return _scalar(node)
 
@@ -236,6 +352,8 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -264,7 +382,13 @@ def _one(error: Any, path: Path, locator: Locator) -> Problem:
     ctx = error.get("ctx") or {}
     last = path[-1] if path else ""
     if kind == "extra_forbidden":
-        msg = f"unknown key '{str(last)[:40]}'{_hint(str(last), _known_keys())}"
+        known = _known_keys()
+        if last in known:
+            # A real key in the wrong place: suggesting the same word would not help.
+            hint = f" ('{last}' belongs elsewhere: check the indentation)"
+        else:
+            hint = _hint(str(last), known)
+        msg = f"unknown key '{str(last)[:40]}'{hint}"
         return locator.problem(path, msg, at_key=True)
     if kind == "missing":
         return locator.problem(path[:-1], f"missing required key '{last}'")
@@ -272,7 +396,9 @@ def _one(error: Any, path: Path, locator: Locator) -> Problem:
         expected = str(ctx.get("expected", "")).replace(" or ", ", ")
         choices = [c.strip(" '") for c in expected.split(",")]
         msg = f"{_describe(value)} is not one of {expected}"
-        if isinstance(value, str):
+        if len(choices) == 1:
+            msg = f"must be {expected}, not {_describe(value)}"
+        if isinstance(value, str) and len(choices) > 1:
             msg += _hint(value, choices)
         return locator.problem(path, msg)
     if kind in _TYPE_NAMES:
@@ -283,7 +409,10 @@ def _one(error: Any, path: Path, locator: Locator) -> Problem:
             msg += " (YAML 1.2 reads yes/no/on/off as text: write true or false)"
         return locator.problem(path, msg)
     if kind == "string_pattern_mismatch":
-        return locator.problem(path, _pattern_message(value, str(ctx.get("pattern", ""))))
+        message = _pattern_message(value, str(ctx.get("pattern", "")))
+        if last == "table":  # audit.table: a bare table name, no schema
+            message = message.replace("column name", "table name")
+        return locator.problem(path, message)
     if kind in ("too_short", "too_long") and isinstance(value, list | dict | str):
         what = "empty" if kind == "too_short" else "too long"
         return locator.problem(path, f"must not be {what}" if what == "empty" else f"is {what}")
@@ -300,4 +429,6 @@ def _pattern_message(value: Any, pattern: str) -> str:
         return f"{shown} is not a valid rule name: use lowercase letters, digits and '-'"
     if "\\." in pattern:
         return f"{shown} is not a valid table name: letters, digits and _, optionally schema.table"
-    return f"{shown} is not a valid column name: letters, digits and _ (no SQL is taken from the file)"
+    return (
+        f"{shown} is not a valid column name: letters, digits and _ (no SQL is taken from the file)"
+    )

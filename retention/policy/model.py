@@ -107,15 +107,39 @@ Cron = Annotated[
 Scalar: TypeAlias = StrictBool | StrictInt | StrictFloat | StrictStr | datetime | date
 
 
+_SCALAR_TYPES = (bool, int, float, str, datetime, date)
+
+
+def _single(value: Any) -> Any:
+    # A PlainValidator replaces type checking, so the scalar types are checked here.
+    if not isinstance(value, _SCALAR_TYPES):
+        kind = "a list" if isinstance(value, list) else "a mapping"
+        raise PydanticCustomError(
+            "scalar",
+            f"expected one value (text, a number, true/false or a date), got {kind}"
+            + (": use {in: [...]} for a list of values" if isinstance(value, list) else ""),
+        )
+    return value
+
+
 def _no_null(value: Any) -> Any:
     if value is None:
         raise PydanticCustomError(
             "null_value", "a comparison with null is never true: use {is_null: true}"
         )
-    return value
+    return _single(value)
+
+
+def _fixed_value(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError(
+            "null_value", "a fixed value cannot be null: write the column as 'column: null'"
+        )
+    return _single(value)
 
 
 Value = Annotated[Scalar, PlainValidator(_no_null, json_schema_input_type=Scalar)]
+FixedValue = Annotated[Scalar, PlainValidator(_fixed_value, json_schema_input_type=Scalar)]
 ValueList = Annotated[list[Value], Field(min_length=1)]
 
 
@@ -267,7 +291,7 @@ class MaskStrategy(_Frozen):
 class ValueStrategy(_Frozen):
     """A fixed replacement value."""
 
-    value: Value
+    value: FixedValue
 
 
 class TruncateDateStrategy(_Frozen):

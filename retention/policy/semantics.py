@@ -46,11 +46,17 @@ def _check_rule(policy: Policy, rule: Rule, at: Path, locator: Locator) -> list[
     else:
         if rule.set is not None:
             out.append(
-                locator.problem((*at, "set"), "'set' belongs to anonymise rules; this rule deletes")
+                locator.problem(
+                    (*at, "set"), "'set' belongs to anonymise rules; this rule deletes", at_key=True
+                )
             )
         if rule.mark is not None:
             out.append(
-                locator.problem((*at, "mark"), "'mark' belongs to anonymise rules; this rule deletes")
+                locator.problem(
+                    (*at, "mark"),
+                    "'mark' belongs to anonymise rules; this rule deletes",
+                    at_key=True,
+                )
             )
     if rule.key and rule.set:
         for column in rule.key:
@@ -103,7 +109,9 @@ def _check_cascade(cascade: Cascade, at: Path, locator: Locator) -> list[Problem
     if cascade.action != "anonymise" and cascade.set is not None:
         out.append(
             locator.problem(
-                (*at, "set"), f"'set' belongs to anonymise cascades; this one is '{cascade.action}'"
+                (*at, "set"),
+                f"'set' belongs to anonymise cascades; this one is '{cascade.action}'",
+                at_key=True,
             )
         )
     if cascade.action == "detach" and cascade.cascade:
