@@ -1,0 +1,269 @@
+"""``retention audit show | export | report | find``: read the audit log for people and tools.
+
+Each command opens the log read-only, calls the audit library and renders its result;
+errors become exit codes in ``common_options``. ``register`` adds the commands to the
+``audit`` group of ``retention.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+from sqlalchemy import Connection
+
+from retention import api
+from retention.audit.export import FORMATS, write_export
+from retention.audit.query import (
+    When,
+    first_keyed_record,
+    iter_records,
+    key_proof,
+    parse_when,
+)
+from retention.audit.records import iso
+from retention.audit.report import certificate, render_html, report_data
+from retention.cli import common_options
+from retention.db import make_engine, reachable
+from retention.errors import UsageError
+from retention.policy.loader import LoadedPolicy
+from retention.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_VERBS = {"delete": "removed", "anonymise": "anonymised"}
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> When | None:
+    if value is None:
+        return None
+    try:
+        return parse_when(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date (2026-03-31) or an ISO 8601 date-time", ctx, param
+        ) from None
+
+
+def period_options(func: F) -> F:
+    """``--since`` and ``--until``, on ``at`` (UTC); a date ``--until`` takes in that day."""
+    until = click.option(
+        "--until", callback=_when, default=None, metavar="DATE",
+        help="Up to this date (the whole day) or before this date-time, UTC.",
+    )  # fmt: skip
+    since = click.option(
+        "--since", callback=_when, default=None, metavar="DATE",
+        help="From this date or date-time, UTC.",
+    )  # fmt: skip
+    return since(until(func))
+
+
+@contextmanager
+def reading(settings: Settings) -> Iterator[tuple[LoadedPolicy, Connection]]:
+    """The policy (for the audit table's name) and a read-only connection."""
+    loaded = api.load(settings)
+    engine = make_engine(settings)
+    try:
+        with reachable(engine), api.read_only(engine) as conn:
+            yield loaded, conn
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def output_stream(output: Path | None) -> Iterator[TextIO]:
+    """stdout, or a file that appears under its name only once completely written."""
+    if output is None or str(output) == "-":
+        with stdout_pipe():
+            yield sys.stdout
+        return
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def stdout_pipe() -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the command quietly, as in other tools."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise click.exceptions.Exit(141) from None  # 128 + SIGPIPE, as a shell reports it
+
+
+def read_heads(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        return [
+            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+    except OSError as exc:
+        raise UsageError(f"cannot read heads file {path}: {exc.strerror}") from None
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+SHOW_COLUMNS = (("SEQ", 7, ">"), ("AT (UTC)", 19, "<"), ("EVENT", 15, "<"), ("RULE", 30, "<"),
+                ("TABLE", 22, "<"), ("ACTION", 9, "<"), ("ROWS", 8, ">"),
+                ("DEPENDENTS", 26, "<"), ("RUN", 8, "<"))  # fmt: skip
+
+
+def show_line(values: list[str]) -> str:
+    cells = [
+        f"{_fit(v, w):{align}{w}}" for v, (_, w, align) in zip(values, SHOW_COLUMNS, strict=True)
+    ]
+    return "  ".join(cells).rstrip()
+
+
+def show_values(record: dict[str, Any]) -> list[str]:
+    at: datetime = record["at"]
+    dependents = record["dependents"] or {}
+    return [
+        str(record["seq"]), at.strftime("%Y-%m-%d %H:%M:%S"), record["event"],
+        record["rule"] or "", record["table_name"] or "", record["action"] or "",
+        "" if record["row_count"] is None else str(record["row_count"]),
+        ",".join(f"{table}:{n}" for table, n in dependents.items()), record["run_id"][:8],
+    ]  # fmt: skip
+
+
+@click.command("show")
+@period_options
+@click.option("--rule", default=None, metavar="NAME", help="Only this rule's records.")
+@click.option("--run", "run_id", default=None, metavar="RUN_ID",
+              help="Only this run's records (a run id or its first characters).")  # fmt: skip
+@common_options
+def audit_show(
+    settings: Settings, since: When | None, until: When | None, rule: str | None, run_id: str | None
+) -> None:
+    """The audit records as a table, oldest first."""
+    with reading(settings) as (loaded, conn):
+        records = iter_records(conn, loaded.policy.audit.table, since=since, until=until,
+                               rule=rule, run_id=run_id)  # fmt: skip
+        with closing(records), stdout_pipe():
+            click.echo(show_line([name for name, _, _ in SHOW_COLUMNS]))
+            shown = 0
+            for record in records:
+                click.echo(show_line(show_values(record)))
+                shown += 1
+            if not shown:
+                click.echo("(no records)")
+
+
+@click.command("export")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              default=None, help="Write to FILE instead of stdout.")  # fmt: skip
+@period_options
+@common_options
+def audit_export(
+    settings: Settings, fmt: str, output: Path | None, since: When | None, until: When | None
+) -> None:
+    """Every record with every field, as JSON Lines or CSV, streamed."""
+    with reading(settings) as (loaded, conn), output_stream(output) as out:
+        records = iter_records(conn, loaded.policy.audit.table, since=since, until=until)
+        with closing(records):
+            count = write_export(records, "csv" if fmt == "csv" else "jsonl", out)
+    click.echo(f"exported {count} audit records", err=True)
+
+
+@click.command("report")
+@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
+              show_default=True)  # fmt: skip
+@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              default=None, help="Write to FILE instead of stdout.")  # fmt: skip
+@click.option("--expect-head", default=None, metavar="HASH",
+              help="The head kept elsewhere; also catches a cut-off tail.")  # fmt: skip
+@click.option(
+    "--heads-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Heads kept elsewhere, one per line; each must be in the log.",
+)
+@period_options
+@common_options
+def audit_report(  # noqa: PLR0917 - click passes every option by keyword
+    settings: Settings,
+    fmt: str,
+    output: Path | None,
+    expect_head: str | None,
+    heads_file: Path | None,
+    since: When | None,
+    until: When | None,
+) -> None:
+    """A certificate of deletion for a period; exit 4 (after writing it) if the chain is broken."""
+    with reading(settings) as (loaded, conn):
+        built = certificate(conn, loaded, database=settings.masked_url(), now=datetime.now(UTC),
+                            since=since, until=until, expect_head=expect_head,
+                            kept_heads=read_heads(heads_file))  # fmt: skip
+    data = report_data(built)
+    text = (
+        json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        if fmt == "json"
+        else render_html(data)
+    )
+    with output_stream(output) as out:
+        out.write(text)
+    if built.verification.error is not None:
+        raise built.verification.error
+
+
+@click.command("find")
+@click.option("--table", required=True, metavar="T", help="The table, as the policy names it.")
+@click.option("--key", "keys", multiple=True, required=True, metavar="K",
+              help="The row's key; repeat for each column of a composite key.")  # fmt: skip
+@period_options
+@common_options
+def audit_find(
+    settings: Settings, table: str, keys: tuple[str, ...], since: When | None, until: When | None
+) -> None:
+    """Which record removed one key: the answer to "prove you deleted my data"."""
+    hash_key = settings.require_hash_key()
+    with reading(settings) as (loaded, conn):
+        audit_table = loaded.policy.audit.table
+        first = first_keyed_record(conn, audit_table)
+        if first is None and not loaded.policy.audit.record_keys:
+            click.echo("record_keys is off: this log holds no per-key digests, so a single key "
+                       "cannot be looked up (set `audit: {record_keys: true}` in the policy to "
+                       "record them from the next run)")  # fmt: skip
+            return
+        found = key_proof(conn, audit_table, hash_key, table, keys, since=since, until=until)
+    tables = {r.table for r in loaded.policy.rules}
+    if table not in tables:
+        click.echo(f"note: no rule of {loaded.path} acts on table '{table}' "
+                   f"(rules act on: {', '.join(sorted(tables))})", err=True)  # fmt: skip
+    for record in found:
+        verb = _VERBS.get(record["action"] or "", "removed")
+        click.echo(f"{verb} at {iso(record['at'])} by rule {record['rule']} "
+                   f"(run {record['run_id']}, record {record['seq']})")  # fmt: skip
+    if found:
+        return
+    click.echo("no record of removing that key")
+    if first is None:
+        click.echo("note: record_keys is on, but no key has been recorded yet", err=True)
+    else:
+        click.echo(f"note: keys are recorded from record {first['seq']} ({iso(first['at'])}); "
+                   "earlier removals cannot be looked up by key", err=True)  # fmt: skip
+
+
+def register(group: click.Group) -> None:
+    """Add ``show``, ``export``, ``report`` and ``find`` to the ``audit`` group."""
+    for command in (audit_show, audit_export, audit_report, audit_find):
+        group.add_command(command)
