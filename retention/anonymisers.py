@@ -158,7 +158,9 @@ def _hash(col: Any, dialect: str, strategy: HashStrategy, name: str) -> ColumnEl
         if dialect == "postgresql":
             message = func.convert_to(col, literal("UTF8"))
             step = func.sha256(type_coerce(inner, LargeBinary()).op("||")(message))
-            digest = func.encode(func.sha256(type_coerce(outer, LargeBinary()).op("||")(step)), "hex")
+            digest = func.encode(
+                func.sha256(type_coerce(outer, LargeBinary()).op("||")(step)), "hex"
+            )
         else:  # mysql / mariadb: SHA2 returns hex; UNHEX gives the inner digest's bytes
             step = func.unhex(func.sha2(func.concat(inner, col), 256))
             digest = func.lower(func.sha2(func.concat(outer, step), 256))
@@ -188,18 +190,18 @@ def _mask(col: Any, dialect: str, strategy: MaskStrategy, name: str) -> ColumnEl
     keep = strategy.mask.keep_last
     char = bindparam(f"{name}_mask_char", strategy.mask.char, type_=String())
     if dialect == "sqlite":
-        return func.retention_mask(col, keep, char)  # type: ignore[no-any-return]
+        return func.retention_mask(col, keep, char)
     length = func.char_length(col)
     hidden = func.greatest(length - keep, 0)
     tail = func.right(col, keep) if keep else literal("")
     if dialect == "mysql":
-        return func.concat(func.repeat(char, hidden), tail)  # type: ignore[no-any-return]
+        return func.concat(func.repeat(char, hidden), tail)
     return func.repeat(char, hidden).op("||")(tail)
 
 
 def _truncate_ip(col: Any, dialect: str) -> ColumnElement[Any]:
     if dialect == "sqlite":
-        return func.retention_truncate_ip(col)  # type: ignore[no-any-return]
+        return func.retention_truncate_ip(col)
     if dialect == "postgresql":
         inet = cast(col, INET())
 
@@ -224,10 +226,10 @@ def _truncate_ip(col: Any, dialect: str) -> ColumnElement[Any]:
 def _truncate_date(col: Any, dialect: str, unit: str) -> ColumnElement[Any]:
     is_date_only = isinstance(col.type, Date) and not isinstance(col.type, DateTime)
     if dialect == "sqlite":
-        return func.retention_truncate_date(col, unit)  # type: ignore[no-any-return]
+        return func.retention_truncate_date(col, unit)
     if dialect == "postgresql":
         truncated = func.date_trunc(unit, col)
-        return cast(truncated, col.type) if is_date_only else truncated  # type: ignore[no-any-return]
+        return cast(truncated, col.type) if is_date_only else truncated
     month = "%m" if unit == "month" else "01"
     fmt = f"%Y-{month}-01" + ("" if is_date_only else " 00:00:00")
-    return func.date_format(col, fmt)  # type: ignore[no-any-return]
+    return func.date_format(col, fmt)

@@ -18,22 +18,21 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine
 
 from retention import __version__
-from retention.catalog import Catalog, reflect
-from retention.db import make_engine, reachable
 from retention.audit.verify import Verified, verify_table
 from retention.audit.writer import AuditWriter, ensure_audit_tables
-from retention.catalog import suggest
+from retention.catalog import Catalog, reflect, suggest
+from retention.db import make_engine, reachable
+from retention.demo import create_demo
 from retention.errors import PolicyError, RetentionError, UsageError
+from retention.executor import Control, Counts, count_rule, guard_verdict
 from retention.logs import get_logger
 from retention.metrics import Metrics, ping
-from retention.scheduler import install_jobs, make_scheduler, next_runs
-from retention.executor import Control, Counts, count_rule, guard_verdict
 from retention.plan import Plan, RulePlan
 from retention.planner import make_plan
-from retention.policy.model import Policy
-from retention.runner import RunResult, run_plan
 from retention.policy.loader import LoadedPolicy, load_policy
-from retention.policy.model import json_schema
+from retention.policy.model import Policy, json_schema
+from retention.runner import RunResult, run_plan
+from retention.scheduler import install_jobs, make_scheduler, next_runs
 from retention.schema_check import check_schema, policy_tables
 from retention.settings import Settings
 
@@ -81,8 +80,6 @@ def schema() -> dict[str, Any]:
 
 def demo(settings: Settings, *, force: bool = False, now: datetime | None = None) -> Any:
     """Create the demo database for the shipped policies.yaml."""
-    from retention.demo import create_demo
-
     engine = make_engine(settings)
     try:
         with reachable(engine):
@@ -125,9 +122,13 @@ def _compile(
     _check_names(loaded.policy, rules, "--rule")
     catalog = reflect_checked(engine, loaded)
     plan = make_plan(
-        loaded.policy, catalog, now, engine.dialect.name,
-        policy_sha256=loaded.sha256, rules=list(rules) or None,
-    )  # fmt: skip
+        loaded.policy,
+        catalog,
+        now,
+        engine.dialect.name,
+        policy_sha256=loaded.sha256,
+        rules=list(rules) or None,
+    )
     return loaded, plan
 
 
@@ -171,10 +172,11 @@ def run(
             loaded, compiled = _compile(settings, engine, rules, now, loaded)
             _check_names(loaded.policy, override_guard, "--override-guard")
             audit = AuditWriter(
-                loaded.policy.audit.table, loaded.sha256,
+                loaded.policy.audit.table,
+                loaded.sha256,
                 clock=clock or (lambda: datetime.now(UTC)),
                 record_keys=loaded.policy.audit.record_keys,
-            )  # fmt: skip
+            )
             control = Control(
                 max_batches=max_batches,
                 deadline=time.monotonic() + max_runtime if max_runtime else None,
@@ -182,8 +184,9 @@ def run(
                 on_batch=on_batch,
                 max_retries=settings.max_retries,
             )
-            result = run_plan(engine, compiled, audit, hash_key, control,
-                              override_guard=frozenset(override_guard))  # fmt: skip
+            result = run_plan(
+                engine, compiled, audit, hash_key, control, override_guard=frozenset(override_guard)
+            )
         if settings.audit_head_file is not None and result.head:
             with open(settings.audit_head_file, "a", encoding="utf-8") as fh:
                 fh.write(f"{result.head}\n")
@@ -233,13 +236,16 @@ def announce_start(settings: Settings) -> None:
     ping(_secret(settings.ping_url), "start")
 
 
-def announce_end(settings: Settings, exit_code: int, result: RunResult | None, seconds: float) -> None:
+def announce_end(
+    settings: Settings, exit_code: int, result: RunResult | None, seconds: float
+) -> None:
     """Export a one-shot run's metrics (textfile / Pushgateway) and ping with its exit code."""
     if result is not None and (settings.metrics_file or settings.pushgateway_url):
         metrics = Metrics()
         metrics.observe(result, seconds)
-        metrics.export(str(settings.metrics_file) if settings.metrics_file else None,
-                       settings.pushgateway_url)  # fmt: skip
+        metrics.export(
+            str(settings.metrics_file) if settings.metrics_file else None, settings.pushgateway_url
+        )
     ping(_secret(settings.ping_url), str(exit_code))
 
 
@@ -266,14 +272,17 @@ def serve(settings: Settings) -> None:
             return
         started = time.monotonic()
         try:
-            result = run(settings, rules=[rule], stop_requested=stop.is_set,
-                         loaded=state["loaded"])  # fmt: skip
+            result = run(settings, rules=[rule], stop_requested=stop.is_set, loaded=state["loaded"])
         except RetentionError as exc:
             log.error("scheduled run failed", error=type(exc).__name__, reason=str(exc))
             return
         metrics.observe(result, time.monotonic() - started)
-        log.info("scheduled run result", run_id=result.run_id, exit_code=result.exit_code,
-                 statuses={r.rule: r.status for r in result.rules})  # fmt: skip
+        log.info(
+            "scheduled run result",
+            run_id=result.run_id,
+            exit_code=result.exit_code,
+            statuses={r.rule: r.status for r in result.rules},
+        )
 
     scheduler = make_scheduler(state["loaded"].policy)
     install_jobs(scheduler, state["loaded"].policy, run_rule)
@@ -307,21 +316,24 @@ def serve(settings: Settings) -> None:
 
 
 def _next(scheduler: Any) -> dict[str, str | None]:
-    return {k: v.isoformat() if v else None for k, v in next_runs(scheduler, datetime.now(UTC)).items()}
+    return {
+        k: v.isoformat() if v else None for k, v in next_runs(scheduler, datetime.now(UTC)).items()
+    }
 
 
 @contextmanager
 def read_only(engine: Engine) -> Iterator[Connection]:
     """A connection whose transaction cannot write, where the database can say so."""
     backend = engine.dialect.name
-    with engine.connect() as conn:
+    with engine.connect() as raw:
+        conn = raw
         if backend == "postgresql":
-            conn = conn.execution_options(postgresql_readonly=True)
+            conn = raw.execution_options(postgresql_readonly=True)
         elif backend == "mysql":
             conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
             conn.commit()
         else:
-            conn = conn.execution_options(retention_readonly=True)
+            conn = raw.execution_options(retention_readonly=True)
             conn.exec_driver_sql("PRAGMA query_only = 1")
             conn.commit()
         try:
@@ -337,6 +349,18 @@ def read_only(engine: Engine) -> Iterator[Connection]:
 
 
 __all__ = [
-    "PlanReport", "PlannedRule", "Validation", "__version__", "audit_init", "demo", "load", "plan",
-    "reflect_checked", "run", "schema", "serve", "validate", "verify",
-]  # fmt: skip
+    "PlanReport",
+    "PlannedRule",
+    "Validation",
+    "__version__",
+    "audit_init",
+    "demo",
+    "load",
+    "plan",
+    "reflect_checked",
+    "run",
+    "schema",
+    "serve",
+    "validate",
+    "verify",
+]

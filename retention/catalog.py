@@ -69,10 +69,10 @@ def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
     metadata = MetaData()
     inspector = inspect(conn)
     existing = set(inspector.get_schema_names())
-    for schema in schemas:
-        if schema is not None and schema not in existing:
+    for wanted in schemas:
+        if wanted is not None and wanted not in existing:
             continue
-        metadata.reflect(conn, schema=schema, resolve_fks=True)
+        metadata.reflect(conn, schema=wanted, resolve_fks=True)
     default = inspector.default_schema_name
     return Catalog(metadata, default)
 
@@ -89,7 +89,7 @@ def column(table: Table, name: str) -> Column[object] | None:
 def describe_type(col: Column[object]) -> str:
     try:
         return str(col.type.compile())
-    except Exception:  # noqa: BLE001 - a type the default dialect cannot print
+    except Exception:
         return type(col.type).__name__
 
 

@@ -77,17 +77,27 @@ def _fail(exc: BaseException) -> None:
 def common_options(func: F) -> F:
     """--policy and --database on every command; settings built here, once."""
 
-    @click.option("--policy", "policy", type=click.Path(dir_okay=False), default=None,
-                  help="Policy file (default: $RETENTION_POLICY_FILE or policies.yaml).")  # fmt: skip
-    @click.option("--database", "database", default=None, metavar="URL",
-                  help="Database URL (default: $RETENTION_DATABASE_URL or a SQLite file).")  # fmt: skip
+    @click.option(
+        "--policy",
+        "policy",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Policy file (default: $RETENTION_POLICY_FILE or policies.yaml).",
+    )
+    @click.option(
+        "--database",
+        "database",
+        default=None,
+        metavar="URL",
+        help="Database URL (default: $RETENTION_DATABASE_URL or a SQLite file).",
+    )
     @functools.wraps(func)
     def wrapper(policy: str | None, database: str | None, **kwargs: Any) -> Any:
         try:
             settings = load_settings(database_url=database, policy_file=policy)
             configure_logging(settings.log_format, settings.log_level)
             return func(settings, **kwargs)
-        except (RetentionError, Exception) as exc:  # noqa: BLE001 - the one place errors become exit codes
+        except (RetentionError, Exception) as exc:
             if isinstance(exc, click.exceptions.Exit | click.ClickException):
                 raise
             get_logger().debug("command failed", error=type(exc).__name__)
@@ -159,12 +169,26 @@ def _emit_plan(report: api.PlanReport, output: str, show_sql: bool) -> None:
 @cli.command()
 @click.option("--rule", "rules", multiple=True, metavar="NAME", help="Only this rule (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Show the plan instead; write nothing.")
-@click.option("--max-batches", type=click.IntRange(min=1), default=None,
-              help="Stop each rule after N batches; a later run continues.")  # fmt: skip
-@click.option("--max-runtime", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Stop starting batches after this long.")  # fmt: skip
-@click.option("--override-guard", "override", multiple=True, metavar="RULE",
-              help="Lift RULE's guard for this run only (recorded in the audit log).")  # fmt: skip
+@click.option(
+    "--max-batches",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop each rule after N batches; a later run continues.",
+)
+@click.option(
+    "--max-runtime",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop starting batches after this long.",
+)
+@click.option(
+    "--override-guard",
+    "override",
+    multiple=True,
+    metavar="RULE",
+    help="Lift RULE's guard for this run only (recorded in the audit log).",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @common_options
 def run(
@@ -181,16 +205,23 @@ def run(
         _emit_plan(api.plan(settings, rules=rules), output, False)
         return
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     progress = _progress() if output == "text" and sys.stderr.isatty() else None
     started = time.monotonic()
     api.announce_start(settings)
     result = None
     try:
         result = api.run(
-            settings, rules=rules, max_batches=max_batches, max_runtime=max_runtime,
-            override_guard=override, stop_requested=stop.is_set, on_batch=progress,
-        )  # fmt: skip
+            settings,
+            rules=rules,
+            max_batches=max_batches,
+            max_runtime=max_runtime,
+            override_guard=override,
+            stop_requested=stop.is_set,
+            on_batch=progress,
+        )
     except RetentionError as exc:
         api.announce_end(settings, exit_code_for(exc), None, time.monotonic() - started)
         raise
@@ -237,10 +268,18 @@ def audit_init(settings: Settings) -> None:
 
 
 @audit.command("verify")
-@click.option("--expect-head", default=None, metavar="HASH",
-              help="The head kept elsewhere; also catches a cut-off tail.")  # fmt: skip
-@click.option("--heads-file", default=None, metavar="FILE",
-              help="Heads kept elsewhere, one per line; each must still be in the log.")  # fmt: skip
+@click.option(
+    "--expect-head",
+    default=None,
+    metavar="HASH",
+    help="The head kept elsewhere; also catches a cut-off tail.",
+)
+@click.option(
+    "--heads-file",
+    default=None,
+    metavar="FILE",
+    help="Heads kept elsewhere, one per line; each must still be in the log.",
+)
 @common_options
 def audit_verify(settings: Settings, expect_head: str | None, heads_file: str | None) -> None:
     """Recompute the hash chain; exit 4 naming the first bad record."""

@@ -87,9 +87,7 @@ def reachable(engine: Engine) -> Iterator[None]:
         yield
     except OperationalError as exc:
         if _is_connect_failure(exc):
-            raise DatabaseUnavailable(
-                mask_url(str(engine.url)), type(exc.orig).__name__
-            ) from None
+            raise DatabaseUnavailable(mask_url(str(engine.url)), type(exc.orig).__name__) from None
         raise
 
 
@@ -100,8 +98,16 @@ def _is_connect_failure(exc: DBAPIError) -> bool:
     text = str(orig).lower()
     if isinstance(orig, sqlite3.OperationalError):
         return "unable to open database" in text
-    markers = ("connection refused", "could not connect", "can't connect", "connection failed",
-               "unknown database", "does not exist", "name or service not known", "timeout expired")  # fmt: skip
+    markers = (
+        "connection refused",
+        "could not connect",
+        "can't connect",
+        "connection failed",
+        "unknown database",
+        "does not exist",
+        "name or service not known",
+        "timeout expired",
+    )
     return any(m in text for m in markers)
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row
@@ -152,8 +153,8 @@ class Executor:
         result = RuleResult(
             plan.name, plan.table.fullname, plan.action, plan.cutoff, "done", next_run=plan.next_run
         )
-        with self.engine.connect() as conn:
-            conn = self._for_writing(conn)
+        with self.engine.connect() as raw:
+            conn = self._for_writing(raw)
             with conn.begin():
                 counts = count_rule(conn, plan, dependents=False)
             result.counts = counts
@@ -162,10 +163,12 @@ class Executor:
                 result.status = "guard_tripped"
                 with conn.begin():
                     self.audit.append(
-                        conn, "guard_tripped", **self._about(plan),
-                        row_count=0, details={"due": counts.due, "total": counts.total,
-                                              "verdict": result.guard},
-                    )  # fmt: skip
+                        conn,
+                        "guard_tripped",
+                        **self._about(plan),
+                        row_count=0,
+                        details={"due": counts.due, "total": counts.total, "verdict": result.guard},
+                    )
                 log.warning("guard tripped", rule=plan.name, verdict=result.guard)
                 return result
             result.guard_overridden = result.guard != "ok"
@@ -176,9 +179,12 @@ class Executor:
                 result.error = describe_error(exc)
                 with conn.begin():
                     self.audit.append(
-                        conn, "rule_failed", **self._about(plan), row_count=result.rows,
+                        conn,
+                        "rule_failed",
+                        **self._about(plan),
+                        row_count=result.rows,
                         details={"error": result.error, "batches": result.batches},
-                    )  # fmt: skip
+                    )
                 log.error("rule failed", rule=plan.name, error=result.error, rows=result.rows)
                 result.seconds = self.control.monotonic() - started
                 return result
@@ -196,11 +202,21 @@ class Executor:
                 details["guard_overridden"] = result.guard
             with conn.begin():
                 self.audit.append(
-                    conn, "rule_finished", **self._about(plan), row_count=result.rows,
-                    dependents=result.dependents or None, details=details,
-                )  # fmt: skip
-        log.info("rule finished", rule=plan.name, rows=result.rows, batches=result.batches,
-                 status=result.status, seconds=round(result.seconds, 3))  # fmt: skip
+                    conn,
+                    "rule_finished",
+                    **self._about(plan),
+                    row_count=result.rows,
+                    dependents=result.dependents or None,
+                    details=details,
+                )
+        log.info(
+            "rule finished",
+            rule=plan.name,
+            rows=result.rows,
+            batches=result.batches,
+            status=result.status,
+            seconds=round(result.seconds, 3),
+        )
         return result
 
     def _for_writing(self, conn: Connection) -> Connection:
@@ -217,7 +233,9 @@ class Executor:
             "cutoff": plan.cutoff,
         }
 
-    def _batches(self, conn: Connection, plan: RulePlan, result: RuleResult, counts: Counts) -> None:
+    def _batches(
+        self, conn: Connection, plan: RulePlan, result: RuleResult, counts: Counts
+    ) -> None:
         last: tuple[Any, ...] | None = None
         if counts.due == 0:
             return
@@ -228,10 +246,13 @@ class Executor:
             if self.control.max_batches is not None and result.batches >= self.control.max_batches:
                 result.status, result.stopped_by = "partial", "max_batches"
                 return
-            if self.control.deadline is not None and self.control.monotonic() >= self.control.deadline:
+            if (
+                self.control.deadline is not None
+                and self.control.monotonic() >= self.control.deadline
+            ):
                 result.status, result.stopped_by = "partial", "max_runtime"
                 return
-            done = self._retrying(lambda: self._one_batch(conn, plan, last))
+            done = self._retrying(partial(self._one_batch, conn, plan, last))
             if done is None:
                 return
             last, rows, dependents = done
@@ -279,12 +300,17 @@ class Executor:
             if affected != len(keys):
                 # The rows were locked by the select; anything else is a bug, and the
                 # batch must not commit with a digest over keys it did not remove.
-                raise RuleFailed(plan.name, plan.table.fullname,
-                                 f"{affected} rows changed for {len(keys)} keys")  # fmt: skip
+                raise RuleFailed(
+                    plan.name, plan.table.fullname, f"{affected} rows changed for {len(keys)} keys"
+                )
             self.audit.append(
-                conn, "batch", **self._about(plan), row_count=affected,
-                dependents=dependents or None, key_digest=key_digest(self.hash_key, keys),
-            )  # fmt: skip
+                conn,
+                "batch",
+                **self._about(plan),
+                row_count=affected,
+                dependents=dependents or None,
+                key_digest=key_digest(self.hash_key, keys),
+            )
             self.audit.append_keys(conn, self.hash_key, plan.table.fullname, keys)
         return keys[-1], affected, dependents
 
@@ -298,7 +324,11 @@ class Executor:
     ) -> None:
         positions = [parent_columns.index(p) for p in cascade.link.values()]
         values = sorted(
-            {tuple(row[i] for i in positions) for row in parent_rows if all(row[i] is not None for i in positions)},
+            {
+                tuple(row[i] for i in positions)
+                for row in parent_rows
+                if all(row[i] is not None for i in positions)
+            },
             key=repr,
         )
         if not values:

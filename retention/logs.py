@@ -36,6 +36,7 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_secrets,
     ]
+    exceptions: Any = structlog.processors.format_exc_info if use_json else _identity
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
@@ -45,7 +46,7 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if use_json else _identity,
+            exceptions,
             renderer,
         ],
     )

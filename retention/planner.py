@@ -57,9 +57,7 @@ def make_plan(
     """Compile the enabled rules (or the ``rules`` named) at the clock reading ``now``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    chosen = [
-        r for r in policy.rules if (r.name in rules if rules is not None else r.enabled)
-    ]
+    chosen = [r for r in policy.rules if (r.name in rules if rules is not None else r.enabled)]
     plans = tuple(_RulePlanner(policy, catalog, now, dialect).plan(rule) for rule in chosen)
     return Plan(plans, now, policy_sha256, dialect)
 
@@ -149,8 +147,10 @@ class _RulePlanner:
         )
         kept_holds = None
         if held is not None:
-            kept_holds = select(func.count()).select_from(table).where(
-                base, not_(unless) if unless is not None else true(), held
+            kept_holds = (
+                select(func.count())
+                .select_from(table)
+                .where(base, not_(unless) if unless is not None else true(), held)
             )
         schedule = rule.schedule or self.policy.defaults.schedule
         defaults = self.policy.defaults
@@ -192,7 +192,7 @@ class _RulePlanner:
         if rule.action != "anonymise":
             return None
         if rule.mark is not None:
-            return table.c[rule.mark].is_(None)  # type: ignore[no-any-return]
+            return table.c[rule.mark].is_(None)
         assert rule.set is not None
         checks = []
         for name, strategy in rule.set.items():
@@ -221,7 +221,9 @@ class _RulePlanner:
         values = self.set_values(rule.set, table, "set")
         if rule.mark is not None:
             mark = table.c[rule.mark]
-            values[rule.mark] = bindparam("mark_time", adapt_instant(mark, self.now), type_=mark.type)
+            values[rule.mark] = bindparam(
+                "mark_time", adapt_instant(mark, self.now), type_=mark.type
+            )
         return update(table).where(by_keys).values(values)
 
     def set_values(self, set_map: dict[str, Strategy], table: Table, prefix: str) -> dict[str, Any]:
@@ -239,10 +241,9 @@ class _RulePlanner:
         linked = in_values(link_cols, PARENT_VALUES, self.dialect)
         # Dependents of every due parent, for the plan's counts.
         sub = parents.with_only_columns(*parent_cols)
-        if len(link_cols) == 1:
-            of_due = link_cols[0].in_(sub)
-        else:
-            of_due = tuple_(*link_cols).in_(sub)
+        of_due = (
+            link_cols[0].in_(sub) if len(link_cols) == 1 else tuple_(*link_cols).in_(sub)
+        )
         grandchildren = tuple(
             self.cascade(c, child, select(child).where(of_due)) for c in cascade.cascade
         )
@@ -260,8 +261,10 @@ class _RulePlanner:
             apply = update(child).where(linked).values({c: None for c in mapping})
         else:
             assert cascade.set is not None
-            apply = update(child).where(linked).values(
-                self.set_values(cascade.set, child, f"{child.name}_set")
+            apply = (
+                update(child)
+                .where(linked)
+                .values(self.set_values(cascade.set, child, f"{child.name}_set"))
             )
         return CascadePlan(
             table=child,

@@ -44,8 +44,12 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
                 for label, stmt in p.statements()
             ]
         rules.append(item)
-    return {"now": _iso(report.plan.now), "dialect": report.plan.dialect,
-            "policy_sha256": report.plan.policy_sha256, "rules": rules}  # fmt: skip
+    return {
+        "now": _iso(report.plan.now),
+        "dialect": report.plan.dialect,
+        "policy_sha256": report.plan.policy_sha256,
+        "rules": rules,
+    }
 
 
 def plan_text(report: PlanReport, *, show_sql: bool) -> str:

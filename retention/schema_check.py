@@ -107,7 +107,9 @@ class _Checker:
                         "use NOT NULL columns",
                     )
         elif not table.primary_key.columns:
-            self.add((*at, "table"), f"table {table.name} has no primary key: name the 'key' columns")
+            self.add(
+                (*at, "table"), f"table {table.name} has no primary key: name the 'key' columns"
+            )
         self.clock(rule, table, at)
         if rule.where is not None:
             self.condition(rule.where, table, (*at, "where"))
@@ -120,7 +122,9 @@ class _Checker:
             key_names = rule.key or [c.name for c in table.primary_key.columns]
             for name in rule.set:
                 if name in key_names:
-                    self.add((*at, "set", name), f"'{name}' is part of the key; it cannot be anonymised")
+                    self.add(
+                        (*at, "set", name), f"'{name}' is part of the key; it cannot be anonymised"
+                    )
         if rule.mark is not None:
             mark = self.col(table, rule.mark, (*at, "mark"))
             if mark is not None and not (is_datetime(mark.type) and mark.nullable):
@@ -225,7 +229,10 @@ class _Checker:
             for name in mapping:
                 col = column(child, name)
                 if col is not None and not col.nullable:
-                    self.add((*at, "action"), f"detach sets {child.name}.{name} to NULL, but it is NOT NULL")
+                    self.add(
+                        (*at, "action"),
+                        f"detach sets {child.name}.{name} to NULL, but it is NOT NULL",
+                    )
         if cascade.action == "anonymise" and cascade.set:
             self.strategies(cascade.set, child, (*at, "set"))
         if cascade.action == "delete":

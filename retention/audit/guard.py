@@ -23,38 +23,48 @@ def install(conn: Connection, table: str) -> None:
     trigger = _quote(conn, f"{table}_append_only")
     backend = conn.dialect.name
     if backend == "postgresql":
-        conn.execute(text(
-            "CREATE OR REPLACE FUNCTION retention_append_only() RETURNS trigger "
-            "LANGUAGE plpgsql AS $$ BEGIN "
-            f"RAISE EXCEPTION '{_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; "
-            "END $$"
-        ))  # fmt: skip
+        conn.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION retention_append_only() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; "
+                "END $$"
+            )
+        )
         conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger} ON {q}"))
-        conn.execute(text(
-            f"CREATE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {q} "
-            "FOR EACH ROW EXECUTE FUNCTION retention_append_only()"
-        ))  # fmt: skip
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {q} "
+                "FOR EACH ROW EXECUTE FUNCTION retention_append_only()"
+            )
+        )
         truncate = _quote(conn, f"{table}_no_truncate")
         conn.execute(text(f"DROP TRIGGER IF EXISTS {truncate} ON {q}"))
-        conn.execute(text(
-            f"CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {q} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION retention_append_only()"
-        ))  # fmt: skip
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {q} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION retention_append_only()"
+            )
+        )
     elif backend == "mysql":
         for event in ("UPDATE", "DELETE"):
             name = _quote(conn, f"{table}_no_{event.lower()}")
             conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
-            conn.execute(text(
-                f"CREATE TRIGGER {name} BEFORE {event} ON {q} FOR EACH ROW "
-                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{_MESSAGE}'"
-            ))  # fmt: skip
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {name} BEFORE {event} ON {q} FOR EACH ROW "
+                    f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{_MESSAGE}'"
+                )
+            )
     elif backend == "sqlite":
         for event in ("UPDATE", "DELETE"):
             name = _quote(conn, f"{table}_no_{event.lower()}")
-            conn.execute(text(
-                f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {event} ON {q} "
-                f"BEGIN SELECT RAISE(ABORT, '{_MESSAGE}'); END"
-            ))  # fmt: skip
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {event} ON {q} "
+                    f"BEGIN SELECT RAISE(ABORT, '{_MESSAGE}'); END"
+                )
+            )
 
 
 def remove(conn: Connection, table: str) -> None:

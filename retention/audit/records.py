@@ -29,13 +29,33 @@ from sqlalchemy.dialects import mysql
 
 ZERO_HASH = "0" * 64
 FIELDS = (
-    "seq", "run_id", "at", "event", "rule", "table_name", "action", "cutoff", "row_count",
-    "dependents", "key_digest", "policy_sha256", "version", "details", "prev_hash", "hash",
-)  # fmt: skip
+    "seq",
+    "run_id",
+    "at",
+    "event",
+    "rule",
+    "table_name",
+    "action",
+    "cutoff",
+    "row_count",
+    "dependents",
+    "key_digest",
+    "policy_sha256",
+    "version",
+    "details",
+    "prev_hash",
+    "hash",
+)
 EVENTS = (
-    "run_started", "batch", "rule_finished", "rule_skipped", "guard_tripped", "rule_failed",
-    "run_finished", "run_interrupted",
-)  # fmt: skip
+    "run_started",
+    "batch",
+    "rule_finished",
+    "rule_skipped",
+    "guard_tripped",
+    "rule_failed",
+    "run_finished",
+    "run_interrupted",
+)
 JSON_FIELDS = ("dependents", "details")
 TIME_FIELDS = ("at", "cutoff")
 

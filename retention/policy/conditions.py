@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import count
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
@@ -67,7 +67,7 @@ class Compiler:
 
     def test(self, col: Any, op: str, value: Any) -> ColumnElement[bool]:
         if op == "is_null":
-            return col.is_(None) if value else col.is_not(None)
+            return col.is_(None) if value else col.is_not(None)  # type: ignore[no-any-return]
         if op == "ne":
             return col.is_distinct_from(self.value(col, value))  # type: ignore[no-any-return]
         if op == "not_in":

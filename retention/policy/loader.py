@@ -35,7 +35,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.util import create_timestamp, timestamp_regexp
 
 from retention.errors import PolicyError, Problem
-from retention.policy import semantics
+from retention.policy import model, semantics
 from retention.policy.locator import Locator, Path
 from retention.policy.model import STRATEGY_HELP, Policy
 
@@ -326,13 +326,19 @@ _TYPE_NAMES = {
 
 
 def _known_keys() -> list[str]:
-    from retention.policy import model
-
     names: set[str] = set(model.TEST_OPERATORS) | set(model.RESERVED)
     for cls in (
-        model.Policy, model.Defaults, model.AuditSettings, model.Holds, model.Rule,
-        model.Cascade, model.Guard, model.Related, model.HashParams, model.MaskParams,
-    ):  # fmt: skip
+        model.Policy,
+        model.Defaults,
+        model.AuditSettings,
+        model.Holds,
+        model.Rule,
+        model.Cascade,
+        model.Guard,
+        model.Related,
+        model.HashParams,
+        model.MaskParams,
+    ):
         for fname, finfo in cls.model_fields.items():
             names.add(finfo.alias or fname)
     return sorted(names)
@@ -403,9 +409,11 @@ def _one(error: Any, path: Path, locator: Locator) -> Problem:
         return locator.problem(path, msg)
     if kind in _TYPE_NAMES:
         msg = f"expected {_TYPE_NAMES[kind]}, got {_describe(value)}"
-        if kind == "bool_type" and isinstance(value, str) and value.lower() in (
-            "yes", "no", "on", "off", "y", "n"
-        ):  # fmt: skip
+        if (
+            kind == "bool_type"
+            and isinstance(value, str)
+            and value.lower() in ("yes", "no", "on", "off", "y", "n")
+        ):
             msg += " (YAML 1.2 reads yes/no/on/off as text: write true or false)"
         return locator.problem(path, msg)
     if kind == "string_pattern_mismatch":

@@ -29,10 +29,9 @@ class Locator:
         path: list[str | int] = []
         node = self.data
         for part in loc:
-            if isinstance(node, dict) and part in node:
-                path.append(part)
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            if (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            ):
                 path.append(part)
                 node = node[part]
             elif isinstance(part, str) and part.startswith("<"):

@@ -8,8 +8,9 @@ JSON Schema printed by ``retention schema`` is derived from these classes.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -39,8 +40,18 @@ TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$"
 RULE_NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 RESERVED = frozenset({"related", "all", "any", "not"})
 TEST_OPERATORS = (
-    "eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "older_than", "newer_than"
-)  # fmt: skip
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "in",
+    "not_in",
+    "is_null",
+    "older_than",
+    "newer_than",
+)
 
 
 class _Frozen(BaseModel):
@@ -202,15 +213,11 @@ class ConditionMap(BaseModel):
     """A mapping whose entries must all hold: column tests and reserved keys."""
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-    __pydantic_extra__: dict[str, ColumnTest] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[str, ColumnTest] = Field(init=False)
 
     related: Related | None = None
-    all_: Annotated[list[Condition], Field(min_length=1)] | None = Field(
-        default=None, alias="all"
-    )
-    any_: Annotated[list[Condition], Field(min_length=1)] | None = Field(
-        default=None, alias="any"
-    )
+    all_: Annotated[list[Condition], Field(min_length=1)] | None = Field(default=None, alias="all")
+    any_: Annotated[list[Condition], Field(min_length=1)] | None = Field(default=None, alias="any")
     not_: Condition | None = Field(default=None, alias="not")
 
     @model_validator(mode="before")
@@ -235,8 +242,6 @@ class ConditionMap(BaseModel):
 
 
 def _is_identifier(text: str) -> bool:
-    import re
-
     return re.fullmatch(IDENTIFIER_PATTERN, text) is not None
 
 
@@ -248,18 +253,23 @@ def _condition_tag(value: Any) -> str | None:
     return None
 
 
-Condition = TypeAliasType(
-    "Condition",
-    Annotated[
-        Annotated[ConditionMap, Tag("<mapping>")]
-        | Annotated[Annotated[list["Condition"], Field(min_length=1)], Tag("<list>")],
-        Discriminator(
-            _condition_tag,
-            custom_error_type="condition",
-            custom_error_message="a condition must be a mapping of tests, or a list meaning any",
-        ),
-    ],
-)
+if TYPE_CHECKING:  # mypy cannot follow a recursive TypeAliasType through Annotated
+    Condition: TypeAlias = "ConditionMap | list[Any]"
+else:
+    Condition = TypeAliasType(
+        "Condition",
+        Annotated[
+            Annotated[ConditionMap, Tag("<mapping>")]
+            | Annotated[Annotated[list["Condition"], Field(min_length=1)], Tag("<list>")],
+            Discriminator(
+                _condition_tag,
+                custom_error_type="condition",
+                custom_error_message=(
+                    "a condition must be a mapping of tests, or a list meaning any"
+                ),
+            ),
+        ],
+    )
 
 
 # --- anonymisation strategies -------------------------------------------------------
@@ -379,9 +389,7 @@ class GuardOverride(_Frozen):
     def over(self, base: Guard) -> Guard:
         return Guard(
             max_rows=self.max_rows if self.max_rows is not None else base.max_rows,
-            max_fraction=self.max_fraction
-            if self.max_fraction is not None
-            else base.max_fraction,
+            max_fraction=self.max_fraction if self.max_fraction is not None else base.max_fraction,
         )
 
 

@@ -64,7 +64,8 @@ def _check_rule(policy: Policy, rule: Rule, at: Path, locator: Locator) -> list[
                 out.append(
                     locator.problem(
                         (*at, "set", column),
-                        f"'{column}' is part of the key; anonymising it would lose the row's identity",
+                        f"'{column}' is part of the key; "
+                        "anonymising it would lose the row's identity",
                     )
                 )
     for j, cascade in enumerate(rule.cascade):
