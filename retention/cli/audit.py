@@ -30,7 +30,7 @@ from retention.audit.query import (
 )
 from retention.audit.records import iso
 from retention.audit.report import certificate, render_html, report_data
-from retention.cli import common_options
+from retention.cli.common import common_options
 from retention.db import make_engine, reachable
 from retention.errors import UsageError
 from retention.policy.loader import LoadedPolicy
@@ -199,7 +199,7 @@ def audit_export(
 )
 @period_options
 @common_options
-def audit_report(  # noqa: PLR0917 - click passes every option by keyword
+def audit_report(
     settings: Settings,
     fmt: str,
     output: Path | None,
