@@ -97,14 +97,15 @@ def count_rule(conn: Connection, plan: RulePlan, *, dependents: bool = True) -> 
             found[cascade.name] = found.get(cascade.name, 0) + scalar(cascade.count)
             walk(cascade.children)
 
+    row = conn.execute(plan.count_selection).one()
+    kept_unless, kept_holds = int(row.kept_unless), int(row.kept_holds)
+    due = int(row.matched) - kept_unless - kept_holds
     if dependents:
         walk(plan.cascades)
+    # The table's size only matters to a fraction guard, and only when something is due.
+    total = scalar(plan.count_total) if dependents or due else 0
     return Counts(
-        total=scalar(plan.count_total),
-        due=scalar(plan.count_due),
-        kept_unless=scalar(plan.count_kept_unless),
-        kept_holds=scalar(plan.count_kept_holds),
-        dependents=found,
+        total=total, due=due, kept_unless=kept_unless, kept_holds=kept_holds, dependents=found
     )
 
 
@@ -328,8 +329,7 @@ class Executor:
                 tuple(row[i] for i in positions)
                 for row in parent_rows
                 if all(row[i] is not None for i in positions)
-            },
-            key=repr,
+            }
         )
         if not values:
             return

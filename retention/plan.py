@@ -47,9 +47,7 @@ class RulePlan:
     select_first: Executable
     select_next: Executable
     apply: Executable  # delete / update WHERE key IN :keys
-    count_due: Executable
-    count_kept_unless: Executable | None
-    count_kept_holds: Executable | None
+    count_selection: Executable  # rows past the cutoff: matched, kept_unless, kept_holds
     count_total: Executable
     batch_size: int
     sleep: float
@@ -69,13 +67,12 @@ class RulePlan:
     def statements(self) -> list[tuple[str, Executable]]:
         """Every statement, labelled, in the order ``run`` executes them."""
         out: list[tuple[str, Executable]] = [
-            ("count rows in table", self.count_total),
-            ("count due rows", self.count_due),
+            (
+                "count rows past the cutoff: due, kept by unless, kept by holds",
+                self.count_selection,
+            ),
+            ("count rows in table (for max_fraction)", self.count_total),
         ]
-        if self.count_kept_unless is not None:
-            out.append(("count rows kept by unless", self.count_kept_unless))
-        if self.count_kept_holds is not None:
-            out.append(("count rows kept by holds", self.count_kept_holds))
         for cascade in _walk(self.cascades):
             out.append((f"count dependents in {cascade.name}", cascade.count))
         out.append(("select and lock the first batch", self.select_first))
