@@ -7,6 +7,7 @@ import hmac
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -345,3 +346,31 @@ def test_an_empty_log_verifies_with_the_zero_head(settings: Settings, engine: En
     assert (verified.records, verified.head) == (0, ZERO)
     assert independent_head(engine) == ZERO
     assert verify_cli(settings, "--expect-head", ZERO).exit_code == 0
+
+
+def test_run_appends_its_head_to_the_head_file_and_a_kept_head_catches_a_cut_tail(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """Heads kept outside the database (RETENTION_AUDIT_HEAD_FILE) prove a cut tail."""
+    heads = tmp_path / "heads.txt"
+    kept = settings.model_copy(update={"audit_head_file": heads})
+    make_feedback(engine, [1, 2, 3], [4, 5])
+    write_policy(settings, batch_size=1)
+    first = api.run(kept, now=NOW).head
+    second = api.run(kept, now=NOW).head
+    assert heads.read_text().split() == [first, second]
+    assert api.verify(settings, heads_file=str(heads)).head == second
+
+    with engine.begin() as conn:
+        guard.remove(conn, "retention_audit")
+        last_of_first_run = conn.execute(
+            text("SELECT seq FROM retention_audit WHERE hash = :h"), {"h": first}
+        ).scalar_one()
+        conn.execute(text("DELETE FROM retention_audit WHERE seq > :s"), {"s": last_of_first_run})
+
+    assert api.verify(settings).head == first  # alone, the shorter log looks whole
+    with pytest.raises(AuditTampered) as caught:
+        api.verify(settings, heads_file=str(heads))
+    assert second in caught.value.reason
+    result = verify_cli(settings, "--heads-file", str(heads))
+    assert result.exit_code == 4, result.output
