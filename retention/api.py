@@ -23,7 +23,7 @@ from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.catalog import Catalog, reflect, suggest
 from retention.db import make_engine, reachable
 from retention.demo import create_demo
-from retention.errors import PolicyError, RetentionError, UsageError
+from retention.errors import PolicyError, RetentionError, SettingsError, UsageError
 from retention.executor import Control, Counts, count_rule, guard_verdict
 from retention.logs import get_logger
 from retention.metrics import Metrics, ping
@@ -265,7 +265,12 @@ def serve(settings: Settings) -> None:
     stop = threading.Event()
     metrics = Metrics()
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
+        try:
+            metrics.serve(settings.metrics_port)
+        except OSError as exc:
+            raise SettingsError(
+                f"RETENTION_METRICS_PORT {settings.metrics_port}: cannot listen ({exc.strerror})"
+            ) from None
 
     def run_rule(rule: str, job_run_id: str) -> None:
         if stop.is_set():
@@ -275,6 +280,10 @@ def serve(settings: Settings) -> None:
             result = run(settings, rules=[rule], stop_requested=stop.is_set, loaded=state["loaded"])
         except RetentionError as exc:
             log.error("scheduled run failed", error=type(exc).__name__, reason=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the worker outlives one failed run
+            # Only the class: a database's message can quote row values.
+            log.error("scheduled run failed unexpectedly", error=type(exc).__name__)
             return
         metrics.observe(result, time.monotonic() - started)
         log.info(
@@ -288,6 +297,8 @@ def serve(settings: Settings) -> None:
     install_jobs(scheduler, state["loaded"].policy, run_rule)
 
     def on_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            return  # already stopping: a second signal changes nothing
         log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
         stop.set()
         scheduler.shutdown(wait=True)

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from http.client import HTTPException
 
 from prometheus_client import (
     CollectorRegistry,
@@ -37,16 +38,31 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.rows = Counter("retention_rows", "Rows removed or anonymised.",
-                            ["rule", "table", "action"], registry=r)  # fmt: skip
-        self.dependents = Counter("retention_dependent_rows", "Dependent rows handled by cascades.",
-                                  ["rule", "table"], registry=r)  # fmt: skip
-        self.last_success = Gauge("retention_last_success_timestamp_seconds",
-                                  "When the rule last finished without error.", ["rule"], registry=r)  # fmt: skip
-        self.duration = Gauge("retention_run_duration_seconds", "Duration of the last run.", registry=r)
+        self.rows = Counter(
+            "retention_rows", "Rows removed or anonymised.", ["rule", "table", "action"], registry=r
+        )
+        self.dependents = Counter(
+            "retention_dependent_rows",
+            "Dependent rows handled by cascades.",
+            ["rule", "table"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "retention_last_success_timestamp_seconds",
+            "When the rule last finished without error.",
+            ["rule"],
+            registry=r,
+        )
+        self.duration = Gauge(
+            "retention_run_duration_seconds", "Duration of the last run.", registry=r
+        )
         self.guard_trips = Counter("retention_guard_trips", "Guards tripped.", ["rule"], registry=r)
-        self.failures = Counter("retention_rule_failures", "Rules failed at run time.", ["rule"], registry=r)
-        self.skips = Counter("retention_rule_skips", "Rules skipped: held by another run.", ["rule"], registry=r)
+        self.failures = Counter(
+            "retention_rule_failures", "Rules failed at run time.", ["rule"], registry=r
+        )
+        self.skips = Counter(
+            "retention_rule_skips", "Rules skipped: held by another run.", ["rule"], registry=r
+        )
 
     def observe(self, result: RunResult, seconds: float) -> None:
         self.duration.set(seconds)
@@ -68,12 +84,16 @@ class Metrics:
         log.info("metrics endpoint started", port=port)
 
     def export(self, textfile: str | None, pushgateway: str | None) -> None:
+        """Write and push the metrics; a failure is logged, never fatal (the run is done)."""
         if textfile:
-            write_to_textfile(textfile, self.registry)
+            try:
+                write_to_textfile(textfile, self.registry)
+            except OSError as exc:
+                log.warning("metrics textfile not written", error=type(exc).__name__)
         if pushgateway:
             try:
                 push_to_gateway(pushgateway, job="retention", registry=self.registry, timeout=10)
-            except OSError as exc:
+            except (OSError, ValueError, HTTPException) as exc:  # a bad URL or answer too
                 log.warning("pushgateway push failed", error=type(exc).__name__)
 
 
@@ -88,6 +108,7 @@ def ping(url: str | None, suffix: str, *, timeout: float = 10.0) -> bool:
     try:
         with urllib.request.urlopen(target, timeout=timeout) as response:  # noqa: S310 - scheme checked above
             return bool(200 <= response.status < 300)
-    except (urllib.error.URLError, OSError) as exc:
+    # HTTPException: a malformed URL (InvalidURL: a bad port) or a garbled answer.
+    except (urllib.error.URLError, OSError, ValueError, HTTPException) as exc:
         log.warning("ping failed", error=type(exc).__name__)
         return False

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, MetaData, create_engine, text
+from sqlalchemy.engine import make_url
 
 from retention.settings import Settings
 
@@ -24,6 +25,35 @@ BACKENDS = {
     "postgresql": "RETENTION_TEST_POSTGRES_URL",
     "mysql": "RETENTION_TEST_MYSQL_URL",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker gets its own databases (``test_gw0``, ...), created
+    on first use, so workers never wipe each other's tables. An unreachable server fails
+    here, loudly."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    for variable in ("RETENTION_TEST_POSTGRES_URL", "RETENTION_TEST_MYSQL_URL"):
+        url = os.environ.get(variable)
+        if not url:
+            continue
+        base = make_url(url)
+        name = f"{base.database}_{worker}"
+        engine = create_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                if engine.dialect.name == "postgresql":
+                    known = conn.execute(
+                        text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                    ).first()
+                    if known is None:
+                        conn.execute(text(f'CREATE DATABASE "{name}"'))
+                else:
+                    conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
+        finally:
+            engine.dispose()
+        os.environ[variable] = base.set(database=name).render_as_string(hide_password=False)
 
 
 def _server_url(backend: str) -> str:

@@ -140,7 +140,8 @@ def run(
             stop_requested=stop.is_set,
             on_batch=progress,
         )
-    except RetentionError as exc:
+    except BaseException as exc:
+        # Every end is announced, an unexpected one too (as exit 1, what the CLI returns).
         api.announce_end(settings, exit_code_for(exc), None, time.monotonic() - started)
         raise
     finally:
