@@ -6,13 +6,12 @@ returns data or raises an error from ``retention.errors``.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine
@@ -23,7 +22,7 @@ from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.catalog import Catalog, reflect, suggest
 from retention.db import make_engine, reachable
 from retention.demo import create_demo
-from retention.errors import PolicyError, RetentionError, SettingsError, UsageError
+from retention.errors import PolicyError, UsageError
 from retention.executor import Control, Counts, count_rule, guard_verdict
 from retention.logs import get_logger
 from retention.metrics import Metrics, ping
@@ -32,9 +31,9 @@ from retention.planner import make_plan
 from retention.policy.loader import LoadedPolicy, load_policy
 from retention.policy.model import Policy, json_schema
 from retention.runner import RunResult, run_plan
-from retention.scheduler import install_jobs, make_scheduler, next_runs
 from retention.schema_check import check_schema, policy_tables
 from retention.settings import Settings
+from retention.worker import Worker
 
 log = get_logger("retention.api")
 
@@ -256,80 +255,17 @@ def _secret(value: Any) -> str | None:
 def serve(settings: Settings) -> None:
     """Run the rules on their schedules until SIGTERM/SIGINT; reload on SIGHUP."""
     settings.require_hash_key()
-    state = {"loaded": load(settings)}
+    Worker(settings, load_checked=partial(_load_checked, settings), run=run).serve()
+
+
+def _load_checked(settings: Settings) -> LoadedPolicy:
+    loaded = load(settings)
     engine = make_engine(settings)
     try:
-        reflect_checked(engine, state["loaded"])
+        reflect_checked(engine, loaded)
     finally:
         engine.dispose()
-    stop = threading.Event()
-    metrics = Metrics()
-    if settings.metrics_port:
-        try:
-            metrics.serve(settings.metrics_port)
-        except OSError as exc:
-            raise SettingsError(
-                f"RETENTION_METRICS_PORT {settings.metrics_port}: cannot listen ({exc.strerror})"
-            ) from None
-
-    def run_rule(rule: str, job_run_id: str) -> None:
-        if stop.is_set():
-            return
-        started = time.monotonic()
-        try:
-            result = run(settings, rules=[rule], stop_requested=stop.is_set, loaded=state["loaded"])
-        except RetentionError as exc:
-            log.error("scheduled run failed", error=type(exc).__name__, reason=str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - the worker outlives one failed run
-            # Only the class: a database's message can quote row values.
-            log.error("scheduled run failed unexpectedly", error=type(exc).__name__)
-            return
-        metrics.observe(result, time.monotonic() - started)
-        log.info(
-            "scheduled run result",
-            run_id=result.run_id,
-            exit_code=result.exit_code,
-            statuses={r.rule: r.status for r in result.rules},
-        )
-
-    scheduler = make_scheduler(state["loaded"].policy)
-    install_jobs(scheduler, state["loaded"].policy, run_rule)
-
-    def on_stop(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            return  # already stopping: a second signal changes nothing
-        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
-        stop.set()
-        scheduler.shutdown(wait=True)
-
-    def on_reload(_signum: int, _frame: object) -> None:
-        try:
-            fresh = load(settings)
-            probe = make_engine(settings)
-            try:
-                reflect_checked(probe, fresh)
-            finally:
-                probe.dispose()
-        except RetentionError as exc:
-            log.error("policy reload failed; keeping the previous policy", reason=str(exc))
-            return
-        state["loaded"] = fresh
-        install_jobs(scheduler, fresh.policy, run_rule)
-        log.info("policy reloaded", policy_sha256=fresh.sha256, next_runs=_next(scheduler))
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_reload)
-    log.info("worker started", rules=len(scheduler.get_jobs()), next_runs=_next(scheduler))
-    scheduler.start()
-    log.info("worker stopped")
-
-
-def _next(scheduler: Any) -> dict[str, str | None]:
-    return {
-        k: v.isoformat() if v else None for k, v in next_runs(scheduler, datetime.now(UTC)).items()
-    }
+    return loaded
 
 
 @contextmanager

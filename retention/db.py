@@ -66,6 +66,8 @@ def _install_session_setup(
             cur = dbapi_connection.cursor()
             seconds = max(1, math.ceil(lock_timeout_ms / 1000))
             cur.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+            # Table locks (LOCK TABLES, DDL) wait on lock_wait_timeout, a year by default.
+            cur.execute(f"SET SESSION lock_wait_timeout = {seconds}")
             cur.execute("SET SESSION time_zone = '+00:00'")
             cur.close()
 

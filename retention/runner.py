@@ -14,10 +14,10 @@ from sqlalchemy.exc import DBAPIError
 
 from retention.audit.writer import AuditWriter
 from retention.errors import LockNotAcquired
-from retention.executor import Control, Executor, RuleResult
+from retention.executor import Control, Executor, RuleResult, describe_error
 from retention.locks import rule_lock
 from retention.logs import get_logger
-from retention.plan import Plan
+from retention.plan import Plan, RulePlan
 
 log = get_logger("retention.runner")
 
@@ -120,13 +120,13 @@ def _run(
             with rule_lock(engine, rule_plan.name):
                 outcome = executor.run_rule(rule_plan)
         except LockNotAcquired:
-            outcome = RuleResult(rule_plan.name, rule_plan.table.fullname, rule_plan.action,
-                                 rule_plan.cutoff, "skipped", next_run=rule_plan.next_run)  # fmt: skip
-            with engine.begin() as conn:
-                audit.append(conn, "rule_skipped", rule=rule_plan.name,
-                             table_name=rule_plan.table.fullname, action=rule_plan.action,
-                             cutoff=rule_plan.cutoff, details={"reason": "lock held by another run"})  # fmt: skip
+            outcome = _not_run(engine, audit, rule_plan, "skipped", "lock held by another run")
             log.info("rule skipped: held by another run", rule=rule_plan.name)
+        except DBAPIError as exc:
+            # The executor records failures of its batches; one before them (counting
+            # behind a table lock, say) must fail this rule only, not the whole run.
+            outcome = _not_run(engine, audit, rule_plan, "failed", describe_error(exc))
+            log.error("rule failed", rule=rule_plan.name, error=outcome.error)
         result.rules.append(outcome)
         if outcome.status == "interrupted":
             result.interrupted = True
@@ -144,3 +144,21 @@ def _run(
         raise
     log.info(event.replace("_", " "), run_id=audit.run_id, head=result.head, **summary)
     return result
+
+
+def _not_run(
+    engine: Engine, audit: AuditWriter, rule_plan: RulePlan, status: str, why: str
+) -> RuleResult:
+    """A rule the executor did not finish: 'skipped', or 'failed' outside its batches."""
+    failed = status == "failed"
+    outcome = RuleResult(
+        rule_plan.name, rule_plan.table.fullname, rule_plan.action, rule_plan.cutoff, status,
+        error=why if failed else None, next_run=rule_plan.next_run,
+    )  # fmt: skip
+    with engine.begin() as conn:
+        audit.append(
+            conn, "rule_failed" if failed else "rule_skipped", rule=rule_plan.name,
+            table_name=rule_plan.table.fullname, action=rule_plan.action,
+            cutoff=rule_plan.cutoff, details={"error": why} if failed else {"reason": why},
+        )  # fmt: skip
+    return outcome

@@ -11,12 +11,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 from click.testing import CliRunner
+from conftest import HASH_KEY, ROOT
 from ruamel.yaml import YAML
 
 from retention.cli import cli
 from retention.settings import Settings, load_settings, mask_url
-
-from conftest import HASH_KEY, ROOT
 
 POLICY = ROOT / "policies.yaml"
 
@@ -77,7 +76,8 @@ def test_demo_writes_a_generated_hash_key_to_dot_env_when_none_is_set(tmp_path: 
 def test_run_without_a_hash_key_exits_78_and_writes_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'd.db'}"
     runner = CliRunner()
-    assert runner.invoke(cli, ["demo", "--database", url], env={"RETENTION_HASH_KEY": HASH_KEY}).exit_code == 0
+    made = runner.invoke(cli, ["demo", "--database", url], env={"RETENTION_HASH_KEY": HASH_KEY})
+    assert made.exit_code == 0
     before = (tmp_path / "d.db").read_bytes()
     result = runner.invoke(cli, ["run", "--database", url, "--policy", str(POLICY)])
     assert result.exit_code == 78

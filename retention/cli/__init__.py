@@ -20,7 +20,6 @@ import click
 from retention import __version__, api, render
 from retention.cli.audit import register as _register_audit_commands
 from retention.cli.common import common_options, exit_code_for
-from retention.errors import RetentionError
 from retention.settings import Settings
 
 
