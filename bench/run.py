@@ -554,9 +554,9 @@ def child_tool(url: str, policy: Path) -> dict:
     orig_batch = ex.Executor._one_batch
     orig_count = ex.count_rule
 
-    def timed_batch(self, conn, plan, last):  # the whole transaction: begin .. commit
+    def timed_batch(self, conn, plan, *args):  # the whole transaction: begin .. commit
         s = time.perf_counter()
-        result = orig_batch(self, conn, plan, last)
+        result = orig_batch(self, conn, plan, *args)
         if result is not None:
             batches.append(time.perf_counter() - s)
         return result

@@ -26,7 +26,7 @@ from retention.audit.writer import AuditWriter
 from retention.errors import RuleFailed
 from retention.logs import get_logger
 from retention.plan import CascadePlan, RulePlan
-from retention.planner import KEYS, PARENT_VALUES
+from retention.planner import KEYS, PARENT_VALUES, UPTO
 
 log = get_logger("retention.executor")
 
@@ -127,6 +127,10 @@ def key_digest(hash_key: bytes, keys: Sequence[tuple[Any, ...]]) -> str:
 
 def encode_keys(keys: Sequence[tuple[Any, ...]]) -> bytes:
     """The keys as compact JSON: an array of arrays, sorted by value (2 before 10)."""
+    if keys and all(len(key) == 1 and type(key[0]) is int for key in keys):
+        # Fast path, the same bytes: single integer keys (not bool, a subclass of int).
+        ordered = sorted(key[0] for key in keys)
+        return ("[" + ",".join([f"[{v}]" for v in ordered]) + "]").encode()
     plain = sorted([_plain(v) for v in key] for key in keys)
     return json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -240,6 +244,11 @@ class Executor:
         last: tuple[Any, ...] | None = None
         if counts.due == 0:
             return
+        top: int | None = None
+        if plan.key_top is not None:
+            with conn.begin():
+                top = conn.execute(plan.key_top).scalar()
+        window = 2 * plan.batch_size
         while True:
             if self.control.stop_requested():
                 result.status, result.stopped_by = "interrupted", "signal"
@@ -253,16 +262,31 @@ class Executor:
             ):
                 result.status, result.stopped_by = "partial", "max_runtime"
                 return
-            done = self._retrying(partial(self._one_batch, conn, plan, last))
+            upto: int | None = None
+            if top is not None and last is not None and last[0] + window < top:
+                upto = last[0] + window
+            done = self._retrying(partial(self._one_batch, conn, plan, last, upto))
             if done is None:
-                return
+                if upto is None:
+                    return
+                # Nothing due in the window: walk on past it, in a wider one.
+                last, window = (upto,), window * 2
+                continue
             last, rows, dependents = done
+            if upto is not None:
+                if rows < plan.batch_size:
+                    # The whole window was read: every row due in it is in this batch.
+                    last, window = (upto,), window * 2
+                else:
+                    window = max(2 * plan.batch_size, window // 2)
             result.batches += 1
             result.rows += rows
             for name, n in dependents.items():
                 result.dependents[name] = result.dependents.get(name, 0) + n
             if self.control.on_batch is not None:
                 self.control.on_batch(plan.name, result.rows, counts.due)
+            if upto is None and rows < plan.batch_size:
+                return  # a short batch read every due row left: the rule is done
             if plan.sleep:
                 self.control.sleep(plan.sleep)
 
@@ -280,11 +304,18 @@ class Executor:
         raise AssertionError("unreachable")
 
     def _one_batch(
-        self, conn: Connection, plan: RulePlan, last: tuple[Any, ...] | None
+        self,
+        conn: Connection,
+        plan: RulePlan,
+        last: tuple[Any, ...] | None,
+        upto: int | None = None,
     ) -> tuple[tuple[Any, ...], int, dict[str, int]] | None:
         with conn.begin():
             if last is None:
                 rows = conn.execute(plan.select_first).all()
+            elif upto is not None and plan.select_window is not None:
+                params = {"last_0": last[0], UPTO: upto}
+                rows = conn.execute(plan.select_window, params).all()
             else:
                 params = {f"last_{i}": v for i, v in enumerate(last)}
                 rows = conn.execute(plan.select_next, params).all()
@@ -364,9 +395,11 @@ def is_retryable(exc: DBAPIError) -> bool:
 def describe_error(exc: BaseException) -> str:
     """An error's class and code, never its message: messages can quote row values."""
     orig = getattr(exc, "orig", None) or exc
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     args = getattr(orig, "args", ())
-    if code is None and args and isinstance(args[0], int):
-        code = args[0]
+    # MySQL drivers carry the server's error number first (1205, 1213); their sqlstate is
+    # often the generic HY000. PostgreSQL drivers carry a precise sqlstate.
+    code: Any = args[0] if args and isinstance(args[0], int) else None
+    if code is None:
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     name = type(orig).__name__
     return f"{name} ({code})" if code is not None else name

@@ -55,6 +55,12 @@ class RulePlan:
     next_run: datetime | None
     cascades: tuple[CascadePlan, ...] = ()
     uses_hmac: bool = False
+    # MySQL/MariaDB, single integer key: the next batch is looked for in a window of keys
+    # (last, last + window] while that stays below the highest key read at the start.
+    # A bounded range lets MariaDB evaluate `[NOT] EXISTS` per row by primary key instead
+    # of materialising the whole related table for every batch.
+    key_top: Executable | None = None
+    select_window: Executable | None = None
 
     @property
     def name(self) -> str:
@@ -75,7 +81,13 @@ class RulePlan:
         ]
         for cascade in _walk(self.cascades):
             out.append((f"count dependents in {cascade.name}", cascade.count))
+        if self.key_top is not None:
+            out.append(("highest key (bounds the windows of keys)", self.key_top))
         out.append(("select and lock the first batch", self.select_first))
+        if self.select_window is not None:
+            out.append(
+                ("select and lock the next batch within a window of keys", self.select_window)
+            )
         out.append(("select and lock the next batch", self.select_next))
         out.extend(_cascade_statements(self.cascades))
         verb = "delete" if self.action == "delete" else "anonymise"
@@ -115,5 +127,14 @@ def render(statement: Executable, dialect: Dialect) -> str:
     compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
     sql = " ".join(str(compiled).split())
     # A list bound per batch (keys, parent values) is expanded by the driver layer into
-    # one placeholder per item; show that, not SQLAlchemy's internal marker.
-    return re.sub(r"__\[POSTCOMPILE_(\w+)\]", r"<one placeholder per item of :\1>", sql)
+    # one placeholder per item, or (integers on MySQL) into the integers themselves;
+    # show that, not SQLAlchemy's internal marker.
+    inlined = {name for name, bind in compiled.binds.items() if bind.literal_execute}
+
+    def marker(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in inlined:
+            return f"<the integers of :{name}, inline>"
+        return f"<one placeholder per item of :{name}>"
+
+    return re.sub(r"__\[POSTCOMPILE_(\w+)\]", marker, sql)

@@ -49,6 +49,7 @@ from retention.schema_check import resolve_on
 
 KEYS = "keys"
 PARENT_VALUES = "parent_values"
+UPTO = "upto"
 
 
 def make_plan(
@@ -80,6 +81,12 @@ def in_values(cols: Sequence[Any], name: str, dialect: str) -> ColumnElement[boo
             # statement saved at 5000 keys).
             items = func.json_each(bindparam(name, type_=JsonList())).table_valued("value")
             return col.in_(select(items.c.value))  # type: ignore[no-any-return]
+        if dialect == "mysql" and is_integer(col.type):
+            # PyMySQL interpolates parameters client-side, so the server receives the
+            # integers inline either way; rendering them once as literals skips one bind
+            # name per key in SQLAlchemy and one escape per key in PyMySQL.
+            inline: Any = bindparam(name, expanding=True, literal_execute=True)
+            return col.in_(inline)  # type: ignore[no-any-return]
         return col.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
     return tuple_(*cols).in_(bindparam(name, expanding=True))
 
@@ -158,9 +165,19 @@ class _RulePlanner:
             .order_by(*key_cols)
             .limit(self.batch_size(rule))
         )
+        key_top = window = None
+        if self.dialect == "mysql" and len(key_cols) == 1 and is_integer(key_cols[0].type):
+            key_top = select(func.max(key_cols[0])).select_from(table)
+            window = (
+                select(*fetch_cols)
+                .where(due, after_key(key_cols), key_cols[0] <= bindparam(UPTO, type_=Integer))
+                .order_by(*key_cols)
+                .limit(self.batch_size(rule))
+            )
         if self.lock:
             first = first.with_for_update()
             following = following.with_for_update()
+            window = window.with_for_update() if window is not None else None
 
         # One scan counts the rows past the cutoff and splits them: kept by `unless`,
         # kept by a hold, due (the rest).
@@ -190,6 +207,8 @@ class _RulePlanner:
             next_run=next_fire_time(schedule, tz, self.now) if schedule else None,
             cascades=cascades,
             uses_hmac=_uses_hash(rule),
+            key_top=key_top,
+            select_window=window,
         )
 
     def batch_size(self, rule: Rule) -> int:

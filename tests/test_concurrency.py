@@ -424,16 +424,7 @@ def test_a_locked_dependent_row_rolls_back_the_whole_batch(
     assert [r["row_count"] for r in records(engine) if r["event"] == "batch"] == [5]
 
 
-MYSQL_ERROR_CODE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="executor.describe_error reports PyMySQL's generic sqlstate 'HY000' for a "
-    "lock wait timeout instead of the MySQL error number 1205",
-)
-
-
-@pytest.mark.parametrize(
-    "db_url", ["postgresql", pytest.param("mysql", marks=MYSQL_ERROR_CODE_BUG)], indirect=True
-)
+@pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
 def test_a_rule_failed_record_names_the_error_class_and_code_but_no_row_value(
     settings: Settings, engine: Engine
 ) -> None:

@@ -201,11 +201,6 @@ def test_a_run_stopped_by_max_batches_exits_0_and_says_so(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="executor._batches checks max_batches before noticing that the last batch "
-    "was short, so a rule with nothing left is reported 'partial'",
-)
 def test_a_rule_whose_last_allowed_batch_finishes_it_is_done(
     settings: Settings, engine: Engine
 ) -> None:
