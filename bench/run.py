@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -117,7 +117,11 @@ def seconds_per_row(n: int) -> float:
 
 
 def ddl(dialect: str) -> list[str]:
-    ts = "timestamp" if dialect == "postgresql" else ("datetime(6)" if dialect == "mysql" else "timestamp")
+    ts = (
+        "timestamp"
+        if dialect == "postgresql"
+        else ("datetime(6)" if dialect == "mysql" else "timestamp")
+    )
     big = "bigint" if dialect != "sqlite" else "integer"
     tail = " ENGINE=InnoDB" if dialect == "mysql" else ""
     return [
@@ -154,9 +158,15 @@ def load_postgresql(db: str, n: int) -> None:
     with psycopg.connect(dbname=db, autocommit=True, **PG) as c:
         # Tables without constraints first, keys and indexes after the bulk load.
         for stmt in ddl("postgresql"):
-            stmt = stmt.replace(" NOT NULL PRIMARY KEY", " NOT NULL").replace(" REFERENCES tickets (id)", "").replace(" REFERENCES feedback (id)", "")
+            stmt = (
+                stmt.replace(" NOT NULL PRIMARY KEY", " NOT NULL")
+                .replace(" REFERENCES tickets (id)", "")
+                .replace(" REFERENCES feedback (id)", "")
+            )
             c.execute(stmt)
-        c.execute(f"INSERT INTO tickets SELECT g, CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END FROM generate_series(1, {t}) g")
+        c.execute(
+            f"INSERT INTO tickets SELECT g, CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END FROM generate_series(1, {t}) g"
+        )
         c.execute(f"""INSERT INTO feedback SELECT g, ((g::bigint * 7919) % {t}) + 1,
               timestamp '{START:%Y-%m-%d %H:%M:%S}' + make_interval(secs => (g - 1) * {spr!r} + ((g::bigint * 37) % 7200)),
               CASE WHEN g % 3 = 0 THEN 'web' ELSE 'app' END, 'User ' || g, 'user' || g || '@example.com',
@@ -172,7 +182,9 @@ def load_postgresql(db: str, n: int) -> None:
         for stmt in INDEXES:
             c.execute(stmt)
         c.execute("ALTER TABLE feedback ADD FOREIGN KEY (ticket_id) REFERENCES tickets (id)")
-        c.execute("ALTER TABLE feedback_contacts ADD FOREIGN KEY (feedback_id) REFERENCES feedback (id)")
+        c.execute(
+            "ALTER TABLE feedback_contacts ADD FOREIGN KEY (feedback_id) REFERENCES feedback (id)"
+        )
         c.execute("VACUUM (ANALYZE, FREEZE)")
         c.execute("CHECKPOINT")
 
@@ -186,8 +198,12 @@ def load_mariadb(db: str, n: int) -> None:
     cur = c.cursor()
     cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
     for stmt in ddl("mysql"):
-        cur.execute(stmt.replace(" REFERENCES tickets (id)", "").replace(" REFERENCES feedback (id)", ""))
-    cur.execute(f"INSERT INTO tickets SELECT seq, IF(seq % 10 = 0, 'open', 'closed') FROM seq_1_to_{t}")
+        cur.execute(
+            stmt.replace(" REFERENCES tickets (id)", "").replace(" REFERENCES feedback (id)", "")
+        )
+    cur.execute(
+        f"INSERT INTO tickets SELECT seq, IF(seq % 10 = 0, 'open', 'closed') FROM seq_1_to_{t}"
+    )
     cur.execute(f"""INSERT INTO feedback SELECT seq, ((seq * 7919) % {t}) + 1,
           TIMESTAMP'{START:%Y-%m-%d %H:%M:%S}' + INTERVAL ((seq - 1) * {int(spr * 1_000_000)} + ((seq * 37) % 7200) * 1000000) MICROSECOND,
           IF(seq % 3 = 0, 'web', 'app'), CONCAT('User ', seq), CONCAT('user', seq, '@example.com'),
@@ -200,7 +216,9 @@ def load_mariadb(db: str, n: int) -> None:
     for stmt in INDEXES:
         cur.execute(stmt)
     cur.execute("ALTER TABLE feedback ADD FOREIGN KEY (ticket_id) REFERENCES tickets (id)")
-    cur.execute("ALTER TABLE feedback_contacts ADD FOREIGN KEY (feedback_id) REFERENCES feedback (id)")
+    cur.execute(
+        "ALTER TABLE feedback_contacts ADD FOREIGN KEY (feedback_id) REFERENCES feedback (id)"
+    )
     cur.execute("ANALYZE TABLE tickets, feedback, feedback_contacts")
     cur.fetchall()
     c.close()
@@ -217,17 +235,26 @@ def load_sqlite(path: Path, n: int) -> None:
     for stmt in ddl("sqlite"):
         c.execute(stmt)
     seq = "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {}) "
-    c.execute(seq.format(t) + "INSERT INTO tickets SELECT g, CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END FROM s")
+    c.execute(
+        seq.format(t)
+        + "INSERT INTO tickets SELECT g, CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END FROM s"
+    )
     # Timestamps as SQLAlchemy stores them on SQLite: 'YYYY-MM-DD HH:MM:SS.ffffff'.
-    c.execute(seq.format(n) + f"""INSERT INTO feedback SELECT g, ((g * 7919) % {t}) + 1,
+    c.execute(
+        seq.format(n)
+        + f"""INSERT INTO feedback SELECT g, ((g * 7919) % {t}) + 1,
           strftime('%Y-%m-%d %H:%M:%f000', '{START:%Y-%m-%d %H:%M:%S}', '+' || ((g - 1) * {spr!r} + ((g * 37) % 7200)) || ' seconds'),
           CASE WHEN g % 3 = 0 THEN 'web' ELSE 'app' END, 'User ' || g, 'user' || g || '@example.com',
           '+86 138' || substr('00000000' || (g % 100000000), -8, 8),
           substr('Feedback number ' || g || ': ' || 'the screen flickers when charging the screen flickers when charging the screen flickers when charging the screen flickers', 1, 120), NULL
-        FROM s""")
-    c.execute(seq.format(n) + """INSERT INTO feedback_contacts SELECT 2 * g - 1 + k, g, CASE k WHEN 0 THEN 'email' ELSE 'phone' END,
+        FROM s"""
+    )
+    c.execute(
+        seq.format(n)
+        + """INSERT INTO feedback_contacts SELECT 2 * g - 1 + k, g, CASE k WHEN 0 THEN 'email' ELSE 'phone' END,
           CASE k WHEN 0 THEN 'user' || g || '@example.com' ELSE '+86 139' || substr('00000000' || (g % 100000000), -8, 8) END
-        FROM s CROSS JOIN (SELECT 0 AS k UNION ALL SELECT 1) WHERE k = 0 OR g % 2 = 0 ORDER BY 1""")
+        FROM s CROSS JOIN (SELECT 0 AS k UNION ALL SELECT 1) WHERE k = 0 OR g % 2 = 0 ORDER BY 1"""
+    )
     for stmt in INDEXES:
         c.execute(stmt)
     c.execute("COMMIT")
@@ -380,33 +407,46 @@ def bare_statements(backend: str, kind: str) -> list[str]:
             ]
         return [
             f"DELETE FROM feedback_contacts WHERE feedback_id IN (SELECT f.id FROM feedback f WHERE {p})",
-            f"DELETE FROM feedback AS f WHERE {p}" if backend == "postgresql" else f"DELETE FROM feedback WHERE id IN (SELECT f.id FROM feedback f WHERE {p})",
+            f"DELETE FROM feedback AS f WHERE {p}"
+            if backend == "postgresql"
+            else f"DELETE FROM feedback WHERE id IN (SELECT f.id FROM feedback f WHERE {p})",
         ]
     if kind == "anonymise":
         target = "feedback f" if backend != "sqlite" else "feedback AS f"
-        return [f"UPDATE {target} SET email = NULL, phone = NULL, author = '[redacted]', anonymised_at = {mark} WHERE {p} AND f.anonymised_at IS NULL"]
+        return [
+            f"UPDATE {target} SET email = NULL, phone = NULL, author = '[redacted]', anonymised_at = {mark} WHERE {p} AND f.anonymised_at IS NULL"
+        ]
     if kind == "hash":
         if backend == "postgresql":
+
             def h(col: str) -> str:
                 return f"encode(sha256(%(outer)s || sha256(%(inner)s || convert_to({col}, 'UTF8'))), 'hex')"
         elif backend == "mariadb":
+
             def h(col: str) -> str:
                 return f"lower(sha2(concat(%(outer)s, unhex(sha2(concat(%(inner)s, {col}), 256))), 256))"
         else:
+
             def h(col: str) -> str:
                 return f"bench_hmac({col})"
+
         if backend == "mariadb":
+
             def cat(a: str, b: str) -> str:
                 return f"concat({a}, {b})"
         else:
+
             def cat(a: str, b: str) -> str:
                 return f"{a} || {b}"
+
         target = "feedback f" if backend != "sqlite" else "feedback AS f"
         like = "'anon-%%'" if backend != "sqlite" else "'anon-%'"
         done = f"(f.email IS NULL OR f.email LIKE {like}) AND (f.author IS NULL OR f.author LIKE {like})"
         email = cat("'anon-'", h("email"))
         author = cat("'anon-'", f"substr({h('author')}, 1, 16)")
-        return [f"UPDATE {target} SET email = {email}, author = {author} WHERE {p} AND NOT ({done})"]
+        return [
+            f"UPDATE {target} SET email = {email}, author = {author} WHERE {p} AND NOT ({done})"
+        ]
     raise ValueError(kind)
 
 
@@ -441,10 +481,22 @@ def child_bare(backend: str, db: str, kind: str) -> dict:
 
         conn = sqlite3.connect(db, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")  # as the product's connections have it
-        conn.create_function("bench_hmac", 1, lambda v: None if v is None else hmac.new(HASH_KEY.encode(), str(v).encode(), hashlib.sha256).hexdigest(), deterministic=True)
+        conn.create_function(
+            "bench_hmac",
+            1,
+            lambda v: (
+                None
+                if v is None
+                else hmac.new(HASH_KEY.encode(), str(v).encode(), hashlib.sha256).hexdigest()
+            ),
+            deterministic=True,
+        )
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
-        params = {"cutoff": CUTOFF.strftime("%Y-%m-%d %H:%M:%S.%f"), "now": NOW.strftime("%Y-%m-%d %H:%M:%S.%f")}
+        params = {
+            "cutoff": CUTOFF.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "now": NOW.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        }
     t1 = time.perf_counter()
     for sql in bare_statements(backend, kind):
         s = time.perf_counter()
@@ -515,8 +567,14 @@ def apply_whatif() -> None:
             if not bound:
                 return
         else:
-            values = sorted({tuple(row[i] for i in positions) for row in parent_rows
-                             if all(row[i] is not None for i in positions)}, key=repr)
+            values = sorted(
+                {
+                    tuple(row[i] for i in positions)
+                    for row in parent_rows
+                    if all(row[i] is not None for i in positions)
+                },
+                key=repr,
+            )
             if not values:
                 return
             bound = values
@@ -534,7 +592,9 @@ def apply_whatif() -> None:
 
     def in_values(cols, name, dialect):
         if dialect == "sqlite" and len(cols) == 1:
-            values = select(column("value")).select_from(func.json_each(bindparam(name, type_=sqlite_dialect.JSON())))
+            values = select(column("value")).select_from(
+                func.json_each(bindparam(name, type_=sqlite_dialect.JSON()))
+            )
             return cols[0].in_(values.scalar_subquery())
         return slow_in_values(cols, name, dialect)
 
@@ -623,10 +683,14 @@ def query(backend: str, db: str, sql: str) -> list[tuple]:
 # Parent side: spawn, measure, summarise.
 
 
-def spawn(args: list[str], env: dict | None = None, log_name: str = "child") -> tuple[dict | None, float, int, int]:
+def spawn(
+    args: list[str], env: dict | None = None, log_name: str = "child"
+) -> tuple[dict | None, float, int, int]:
     """Run a child; returns (its JSON, wall seconds, peak RSS in KiB, exit code)."""
     full_env = dict(os.environ)
-    full_env.update({"RETENTION_HASH_KEY": HASH_KEY, "RETENTION_LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)})
+    full_env.update(
+        {"RETENTION_HASH_KEY": HASH_KEY, "RETENTION_LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
+    )
     full_env.update(env or {})
     out = tempfile.TemporaryFile()
     err = open(WORK / f"{log_name}.stderr.log", "wb")
@@ -691,23 +755,51 @@ class SnapshotHolder:
 def run_tool(be: Backend, db: str, kind: str, batch: int, tag: str, whatif: bool = False) -> dict:
     policy = policy_file(kind, batch)
     env = {"BENCH_WHATIF": "1"} if whatif else None
-    data, wall, rss, rc = spawn([sys.executable, __file__, "--child", "tool", "--url", be.url(db), "--policy", str(policy)], env=env, log_name=tag)
+    data, wall, rss, rc = spawn(
+        [sys.executable, __file__, "--child", "tool", "--url", be.url(db), "--policy", str(policy)],
+        env=env,
+        log_name=tag,
+    )
     if data is None or rc != 0:
-        raise RuntimeError(f"{tag}: tool child failed (rc={rc}); see {WORK / (tag + '.stderr.log')}")
+        raise RuntimeError(
+            f"{tag}: tool child failed (rc={rc}); see {WORK / (tag + '.stderr.log')}"
+        )
     gaps = audit_batch_gaps(be.name, db)
     b = data.pop("batch_seconds")
     data.update(
-        wall=wall, rss_mib=rss / 1024, batch_p50=pct(b, 0.5), batch_p99=pct(b, 0.99), batch_max=max(b) if b else None,
-        batch_over_250ms=sum(1 for x in b if x > 0.25), batch_over_1s=sum(1 for x in b if x > 1.0),
-        audit_gap_p99=pct(gaps, 0.99), audit_gap_max=max(gaps) if gaps else None,
+        wall=wall,
+        rss_mib=rss / 1024,
+        batch_p50=pct(b, 0.5),
+        batch_p99=pct(b, 0.99),
+        batch_max=max(b) if b else None,
+        batch_over_250ms=sum(1 for x in b if x > 0.25),
+        batch_over_1s=sum(1 for x in b if x > 1.0),
+        audit_gap_p99=pct(gaps, 0.99),
+        audit_gap_max=max(gaps) if gaps else None,
     )
     return data
 
 
 def run_bare(be: Backend, db: str, kind: str, tag: str) -> dict:
-    data, wall, rss, rc = spawn([sys.executable, __file__, "--child", "bare", "--backend", be.name, "--db", db, "--kind", kind], log_name=tag)
+    data, wall, rss, rc = spawn(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "bare",
+            "--backend",
+            be.name,
+            "--db",
+            db,
+            "--kind",
+            kind,
+        ],
+        log_name=tag,
+    )
     if data is None or rc != 0:
-        raise RuntimeError(f"{tag}: bare child failed (rc={rc}); see {WORK / (tag + '.stderr.log')}")
+        raise RuntimeError(
+            f"{tag}: bare child failed (rc={rc}); see {WORK / (tag + '.stderr.log')}"
+        )
     data.update(wall=wall, rss_mib=rss / 1024)
     return data
 
@@ -716,10 +808,19 @@ def run_nothing_due(be: Backend, db: str, batch: int, tag: str) -> dict:
     """A second run over the same copy: nothing is due. The CLI, timed as a whole process."""
     policy = policy_file("delete", batch)
     cli = str(ROOT / ".venv" / "bin" / "retention")
-    _, wall, rss, rc = spawn([cli, "run", "--database", be.url(db), "--policy", str(policy), "--output", "json"], log_name=tag)
+    _, wall, rss, rc = spawn(
+        [cli, "run", "--database", be.url(db), "--policy", str(policy), "--output", "json"],
+        log_name=tag,
+    )
     api_data = run_tool(be, db, "delete", batch, tag + "-api")
-    return {"cli_wall": wall, "cli_rc": rc, "cli_rss_mib": rss / 1024, "api_seconds": api_data["seconds"],
-            "api_count_seconds": api_data["count_seconds"], "rows": api_data["rows"]}
+    return {
+        "cli_wall": wall,
+        "cli_rc": rc,
+        "cli_rss_mib": rss / 1024,
+        "api_seconds": api_data["seconds"],
+        "api_count_seconds": api_data["count_seconds"],
+        "rows": api_data["rows"],
+    }
 
 
 def run_pt_archiver(be: Backend, db: str, batch: int, tag: str) -> dict:
@@ -731,9 +832,21 @@ def run_pt_archiver(be: Backend, db: str, batch: int, tag: str) -> dict:
     total = 0.0
     peak = 0
     for table, where in (("feedback_contacts", child_where), ("feedback", parent_where)):
-        args = ["pt-archiver", "--source", f"h=127.0.0.1,u=root,D={db},t={table}", "--where", where, "--purge",
-                "--bulk-delete", "--commit-each", "--limit", str(batch), "--no-safe-auto-increment",
-                "--no-check-charset", "--statistics"]
+        args = [
+            "pt-archiver",
+            "--source",
+            f"h=127.0.0.1,u=root,D={db},t={table}",
+            "--where",
+            where,
+            "--purge",
+            "--bulk-delete",
+            "--commit-each",
+            "--limit",
+            str(batch),
+            "--no-safe-auto-increment",
+            "--no-check-charset",
+            "--statistics",
+        ]
         t = time.perf_counter()
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=WORK)
         text = proc.stdout.read().decode()
@@ -743,7 +856,9 @@ def run_pt_archiver(be: Backend, db: str, batch: int, tag: str) -> dict:
         (WORK / f"{tag}-{table}.log").write_text(text)
         if rc != 0:
             raise RuntimeError(f"pt-archiver on {table} failed rc={rc}: {text[-2000:]}")
-        deleted = next((int(l.split()[1]) for l in text.splitlines() if l.startswith("DELETE ")), None)
+        deleted = next(
+            (int(l.split()[1]) for l in text.splitlines() if l.startswith("DELETE ")), None
+        )
         out["steps"].append({"table": table, "seconds": wall, "deleted": deleted})
         total += wall
         peak = max(peak, usage.ru_maxrss)
@@ -755,8 +870,20 @@ def run_pt_archiver(be: Backend, db: str, batch: int, tag: str) -> dict:
 
 
 def scenario_list(backend: str, wanted: list[str]) -> list[str]:
-    order = ["bare-delete", "delete", "whatif-delete", "snapshot", "bare-snapshot", "pt-archiver",
-             "bare-anonymise", "anonymise", "whatif-anonymise", "bare-hash", "hash", "whatif-hash"]
+    order = [
+        "bare-delete",
+        "delete",
+        "whatif-delete",
+        "snapshot",
+        "bare-snapshot",
+        "pt-archiver",
+        "bare-anonymise",
+        "anonymise",
+        "whatif-anonymise",
+        "bare-hash",
+        "hash",
+        "whatif-hash",
+    ]
     out = [s for s in order if s in wanted]
     if backend == "sqlite":
         out = [s for s in out if s not in ("snapshot", "bare-snapshot")]
@@ -781,8 +908,15 @@ def bench(args: argparse.Namespace) -> None:
                     t = time.perf_counter()
                     db = be.fresh()
                     prep = time.perf_counter() - t
-                    rec = {"backend": name, "rows_total": n, "scenario": sc, "rep": rep, "batch_size": args.batch_size,
-                           "copy_seconds": prep, "date": datetime.now(UTC).isoformat(timespec="seconds")}
+                    rec = {
+                        "backend": name,
+                        "rows_total": n,
+                        "scenario": sc,
+                        "rep": rep,
+                        "batch_size": args.batch_size,
+                        "copy_seconds": prep,
+                        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                    }
                     try:
                         if sc == "bare-snapshot":
                             with SnapshotHolder(name, db):
@@ -799,7 +933,9 @@ def bench(args: argparse.Namespace) -> None:
                         else:
                             rec.update(run_tool(be, db, sc, args.batch_size, tag))
                             if sc == "delete" and "nothing" in args.scenarios:
-                                rec["nothing_due"] = run_nothing_due(be, db, args.batch_size, tag + "-nothing")
+                                rec["nothing_due"] = run_nothing_due(
+                                    be, db, args.batch_size, tag + "-nothing"
+                                )
                     except Exception as exc:  # keep going: record the failure
                         rec["failed"] = f"{type(exc).__name__}: {exc}"
                     finally:
@@ -816,8 +952,10 @@ def summary_line(r: dict) -> str:
     if "failed" in r:
         return f"{r['backend']:10} {r['rows_total']:>8} {r['scenario']:15} FAILED {r['failed']}"
     s = r["seconds"]
-    line = (f"{r['backend']:10} {r['rows_total']:>8} {r['scenario']:15} {s:8.2f}s rows={r['rows']} "
-            f"dep={r.get('dependents', 0)} rows/s={r['rows'] / s:,.0f} rss={r.get('rss_mib', 0):.0f}MiB")
+    line = (
+        f"{r['backend']:10} {r['rows_total']:>8} {r['scenario']:15} {s:8.2f}s rows={r['rows']} "
+        f"dep={r.get('dependents', 0)} rows/s={r['rows'] / s:,.0f} rss={r.get('rss_mib', 0):.0f}MiB"
+    )
     if "batch_p99" in r and r["batch_p99"] is not None:
         line += f" batches={r['batches']} p99={r['batch_p99'] * 1000:.0f}ms max={r['batch_max'] * 1000:.0f}ms count={r['count_seconds']:.2f}s"
     if "nothing_due" in r:
@@ -832,40 +970,74 @@ def report(results: list[dict]) -> str:
     for r in results:
         if "failed" in r:
             continue
-        groups.setdefault((r["backend"], r["rows_total"], r["scenario"], r["batch_size"]), []).append(r)
+        groups.setdefault(
+            (r["backend"], r["rows_total"], r["scenario"], r["batch_size"]), []
+        ).append(r)
     med = {k: statistics.median(x["seconds"] for x in v) for k, v in groups.items()}
-    lines = ["backend     rows      scenario        n  median_s   rows/s     ratio  p99_ms  max_ms  rss_MiB  nothing_due_cli_s"]
+    lines = [
+        "backend     rows      scenario        n  median_s   rows/s     ratio  p99_ms  max_ms  rss_MiB  nothing_due_cli_s"
+    ]
     for (b, n, sc, bs), v in sorted(groups.items()):
         m = med[(b, n, sc, bs)]
         rows = v[0]["rows"]
-        base = {"delete": "bare-delete", "snapshot": "bare-delete", "pt-archiver": "bare-delete",
-                "whatif-delete": "bare-delete", "bare-snapshot": "bare-delete",
-                "anonymise": "bare-anonymise", "whatif-anonymise": "bare-anonymise",
-                "hash": "bare-hash", "whatif-hash": "bare-hash"}.get(sc)
+        base = {
+            "delete": "bare-delete",
+            "snapshot": "bare-delete",
+            "pt-archiver": "bare-delete",
+            "whatif-delete": "bare-delete",
+            "bare-snapshot": "bare-delete",
+            "anonymise": "bare-anonymise",
+            "whatif-anonymise": "bare-anonymise",
+            "hash": "bare-hash",
+            "whatif-hash": "bare-hash",
+        }.get(sc)
         ratio = med[(b, n, base, bs)] / m if base and (b, n, base, bs) in med else None
-        p99 = statistics.median(x["batch_p99"] for x in v) if v[0].get("batch_p99") is not None else None
+        p99 = (
+            statistics.median(x["batch_p99"] for x in v)
+            if v[0].get("batch_p99") is not None
+            else None
+        )
         mx = max(x["batch_max"] for x in v) if v[0].get("batch_max") is not None else None
         rss = max(x.get("rss_mib", 0) for x in v)
         nds = [x["nothing_due"]["cli_wall"] for x in v if "nothing_due" in x]
         nd = statistics.median(nds) if nds else None
-        lines.append(f"{b:11} {n:>8}  {sc:15} {len(v):2} {m:8.2f} {rows / m:9,.0f}  "
-                     f"{'' if ratio is None else f'{ratio:5.2f}':>5}  {'' if p99 is None else f'{p99 * 1000:6.0f}':>6}  "
-                     f"{'' if mx is None else f'{mx * 1000:6.0f}':>6}  {rss:7.0f}  {'' if nd is None else f'{nd:.2f}'}")
+        lines.append(
+            f"{b:11} {n:>8}  {sc:15} {len(v):2} {m:8.2f} {rows / m:9,.0f}  "
+            f"{'' if ratio is None else f'{ratio:5.2f}':>5}  {'' if p99 is None else f'{p99 * 1000:6.0f}':>6}  "
+            f"{'' if mx is None else f'{mx * 1000:6.0f}':>6}  {rss:7.0f}  {'' if nd is None else f'{nd:.2f}'}"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", default="100000", help="feedback rows, comma-separated sizes (e.g. 1000000,3000000)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--rows",
+        default="100000",
+        help="feedback rows, comma-separated sizes (e.g. 1000000,3000000)",
+    )
     ap.add_argument("--db", default="sqlite,postgresql,mariadb", help="backends, comma-separated")
-    ap.add_argument("--scenarios", default="bare-delete,delete,nothing,snapshot,pt-archiver,bare-anonymise,anonymise,bare-hash,hash",
-                    help="comma-separated subset of the default")
+    ap.add_argument(
+        "--scenarios",
+        default="bare-delete,delete,nothing,snapshot,pt-archiver,bare-anonymise,anonymise,bare-hash,hash",
+        help="comma-separated subset of the default",
+    )
     ap.add_argument("--batch-size", type=int, default=5000)
-    ap.add_argument("--repeat", type=int, default=1, help="repeat each scenario N times (medians are reported)")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="repeat each scenario N times (medians are reported)"
+    )
     ap.add_argument("--out", default=str(HERE / "results.json"), help="results file (appended to)")
-    ap.add_argument("--rebuild", action="store_true", help="rebuild the templates even if they exist")
-    ap.add_argument("--keep", action="store_true", help="keep the last copy (bench_run) for inspection")
-    ap.add_argument("--report", action="store_true", help="only print the table of the results file")
+    ap.add_argument(
+        "--rebuild", action="store_true", help="rebuild the templates even if they exist"
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the last copy (bench_run) for inspection"
+    )
+    ap.add_argument(
+        "--report", action="store_true", help="only print the table of the results file"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--policy", help=argparse.SUPPRESS)
