@@ -161,6 +161,7 @@ def run(
     on_batch: Callable[[str, int, int], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     loaded: LoadedPolicy | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Enforce the policy: delete or anonymise every due row, with its audit records."""
     hash_key = settings.require_hash_key()
@@ -175,6 +176,7 @@ def run(
                 loaded.sha256,
                 clock=clock or (lambda: datetime.now(UTC)),
                 record_keys=loaded.policy.audit.record_keys,
+                **({"run_id": run_id} if run_id else {}),
             )
             control = Control(
                 max_batches=max_batches,

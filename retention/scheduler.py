@@ -60,11 +60,11 @@ def install_jobs(scheduler: BlockingScheduler, policy: Policy, run_rule: RunRule
 def _job(rule: str, run_rule: RunRule) -> None:
     run_id = str(uuid.uuid4())
     # Bound inside the job: context variables do not follow the executor's threads.
-    structlog.contextvars.bind_contextvars(rule=rule, job_run_id=run_id)
+    structlog.contextvars.bind_contextvars(rule=rule, run_id=run_id)
     try:
         run_rule(rule, run_id)
     finally:
-        structlog.contextvars.unbind_contextvars("rule", "job_run_id")
+        structlog.contextvars.unbind_contextvars("rule", "run_id")
 
 
 def next_runs(scheduler: BlockingScheduler, now: datetime) -> dict[str, datetime | None]:

@@ -59,13 +59,17 @@ class Worker:
         self.scheduler.start()
         log.info("worker stopped")
 
-    def run_rule(self, rule: str, job_run_id: str) -> None:
+    def run_rule(self, rule: str, run_id: str) -> None:
         if self.stop.is_set():
             return
         started = time.monotonic()
         try:
             result = self.run(
-                self.settings, rules=[rule], stop_requested=self.stop.is_set, loaded=self.loaded
+                self.settings,
+                rules=[rule],
+                stop_requested=self.stop.is_set,
+                loaded=self.loaded,
+                run_id=run_id,  # the job's logs and its audit records share one run id
             )
         except RetentionError as exc:
             log.error("scheduled run failed", error=type(exc).__name__, reason=str(exc))

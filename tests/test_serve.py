@@ -389,7 +389,7 @@ def test_a_job_binds_its_rule_and_run_id_in_the_log_context_while_it_runs(
     assert ran.wait(10), "the job did not run"
     [(rule, run_id, context)] = seen
     assert rule == "own-schedule"
-    assert context == {"rule": "own-schedule", "job_run_id": run_id}
+    assert context == {"rule": "own-schedule", "run_id": run_id}
 
 
 def test_a_job_unbinds_its_log_context_when_it_ends_even_by_an_error(
@@ -842,3 +842,23 @@ def test_a_second_sigterm_while_stopping_still_lets_the_run_record_its_interrupt
     assert started == ended, double.logs.text()
     assert double.code == 0, double.logs.text()
     assert double.logs.named("worker stopped")
+
+
+def test_a_scheduled_job_hands_its_run_id_to_the_run_so_logs_and_audit_records_share_it() -> None:
+    """The id bound into the job's logs is the run id the audit records carry."""
+    from retention.worker import Worker
+
+    seen: dict[str, object] = {}
+
+    def fake_run(settings: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        raise RuntimeError("stop here")  # the worker logs the class and carries on
+
+    worker = Worker.__new__(Worker)
+    worker.settings = None  # type: ignore[assignment]
+    worker.run = fake_run  # type: ignore[assignment]
+    worker.loaded = None  # type: ignore[assignment]
+    worker.stop = threading.Event()
+    worker.run_rule("own-schedule", "4f1d-run")
+    assert seen["run_id"] == "4f1d-run"
+    assert seen["rules"] == ["own-schedule"]
