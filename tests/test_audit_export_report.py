@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 from conftest import HASH_KEY, ROOT
@@ -44,7 +43,7 @@ from retention.audit.report import (
     report_data,
 )
 from retention.audit.writer import ensure_audit_tables
-from retention.cli.audit import register
+from retention.cli import cli
 from retention.demo import create_demo, demo_metadata
 from retention.settings import Settings
 
@@ -91,11 +90,9 @@ def demo_log(settings: Settings, engine: Engine) -> DemoLog:
 
 
 def audit_cli(settings: Settings, *args: str) -> Result:
-    group = click.Group("audit")
-    register(group)
     url = settings.database_url.get_secret_value()
-    command = [*args, "--database", url, "--policy", str(settings.policy_file)]
-    return CliRunner().invoke(group, command, catch_exceptions=False)
+    command = ["audit", *args, "--database", url, "--policy", str(settings.policy_file)]
+    return CliRunner().invoke(cli, command, catch_exceptions=False)
 
 
 def log_records(engine: Engine) -> list[dict[str, Any]]:

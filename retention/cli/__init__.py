@@ -1,7 +1,8 @@
 """The command line: parse, call one api function, render, map errors to exit codes.
 
-No SQL and no YAML parsing here. Only this package calls ``sys.exit``; the exit codes are
-SPEC section 4's (``common.py``); the auditors' commands are in ``audit.py``.
+No SQL and no YAML parsing here. This module alone calls ``sys.exit`` and maps errors to
+SPEC section 4's exit codes (``RetentionGroup``); the auditors' commands are in
+``audit.py``, the shared --policy/--database options in ``common.py``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,73 @@ import click
 
 from retention import __version__, api, render
 from retention.cli.audit import register as _register_audit_commands
-from retention.cli.common import common_options, exit_code_for
+from retention.cli.common import common_options
+from retention.errors import (
+    AuditTampered,
+    ConfigError,
+    DatabaseUnavailable,
+    GuardTripped,
+    PolicyError,
+    RetentionError,
+    RuleFailed,
+    UsageError,
+)
+from retention.logs import get_logger
 from retention.settings import Settings
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_GUARD = 3
+EXIT_TAMPERED = 4
+EXIT_TEMPFAIL = 75
+EXIT_CONFIG = 78
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code of an error (SPEC section 4)."""
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, RuleFailed):
+        return EXIT_FAILED
+    if isinstance(exc, GuardTripped):
+        return EXIT_GUARD
+    if isinstance(exc, DatabaseUnavailable):
+        return EXIT_TEMPFAIL
+    if isinstance(exc, AuditTampered):
+        return EXIT_TAMPERED
+    return EXIT_FAILED
+
+
+def _fail(exc: BaseException) -> None:
+    if isinstance(exc, PolicyError):
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+    elif isinstance(exc, RetentionError):
+        click.echo(f"retention: {exc}", err=True)
+    else:
+        # An unexpected error: its text may quote row values (constraint messages do),
+        # so only its class is shown.
+        click.echo(f"retention: unexpected {type(exc).__name__}; see the logs", err=True)
+    get_logger().debug("command failed", error=type(exc).__name__)
+    sys.exit(exit_code_for(exc))
+
+
+class RetentionGroup(click.Group):
+    """The command group: every command's errors become exit codes here, and only here."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            _fail(exc)
+
+
+@click.group(cls=RetentionGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="retention")
 def cli() -> None:
     """Enforce data-retention rules from a YAML policy, with a tamper-evident audit log."""
