@@ -7,15 +7,13 @@ the application; SQLite gets the user functions that anonymisation needs.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -111,12 +109,3 @@ def _is_connect_failure(exc: DBAPIError) -> bool:
         "timeout expired",
     )
     return any(m in text for m in markers)
-
-
-def check_connection(engine: Engine) -> None:
-    with reachable(engine), engine.connect() as conn:
-        inspect(conn)
-
-
-def key_digest(hash_key: bytes, message: bytes) -> str:
-    return hmac.new(hash_key, message, hashlib.sha256).hexdigest()

@@ -8,6 +8,7 @@ leaves either the whole batch with its record, or neither.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -15,7 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row
@@ -265,7 +265,7 @@ class Executor:
             upto: int | None = None
             if top is not None and last is not None and last[0] + window < top:
                 upto = last[0] + window
-            done = self._retrying(partial(self._one_batch, conn, plan, last, upto))
+            done = self._retrying(functools.partial(self._one_batch, conn, plan, last, upto))
             if done is None:
                 if upto is None:
                     return
@@ -326,7 +326,7 @@ class Executor:
             dependents: dict[str, int] = {}
             for cascade in plan.cascades:
                 self._cascade(conn, cascade, plan.fetch, rows, dependents)
-            params = self._secret_params(plan)
+            params = self._secret_params()
             params[KEYS] = [k[0] for k in keys] if width == 1 else keys
             affected = conn.execute(plan.apply, params).rowcount
             if affected != len(keys):
@@ -365,7 +365,7 @@ class Executor:
         if not values:
             return
         bound: Any = [v[0] for v in values] if len(positions) == 1 else values
-        params = self._secret_params(None)
+        params = self._secret_params()
         params[PARENT_VALUES] = bound
         if cascade.select_links is not None and cascade.children:
             children = conn.execute(cascade.select_links, params).all()
@@ -374,11 +374,15 @@ class Executor:
         n = conn.execute(cascade.apply, params).rowcount
         dependents[cascade.name] = dependents.get(cascade.name, 0) + max(n, 0)
 
-    def _secret_params(self, plan: RulePlan | None) -> dict[str, Any]:
+    def _secret_params(self) -> dict[str, Any]:
+        """The HMAC pads as parameters (SQLite has them in a registered function)."""
         if self.engine.dialect.name == "sqlite":
             return {}
-        keys = HmacKeys.from_key(self.hash_key)
-        return {"hmac_inner": keys.inner, "hmac_outer": keys.outer}
+        return {"hmac_inner": self._pads.inner, "hmac_outer": self._pads.outer}
+
+    @functools.cached_property
+    def _pads(self) -> HmacKeys:
+        return HmacKeys.from_key(self.hash_key)
 
 
 def is_retryable(exc: DBAPIError) -> bool:

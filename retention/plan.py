@@ -8,9 +8,8 @@ value or a secret, because values are bound parameters compiled without ``litera
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Dialect, Executable, Table
 
@@ -119,7 +118,6 @@ class Plan:
     now: datetime
     policy_sha256: str
     dialect: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def render(statement: Executable, dialect: Dialect) -> str:

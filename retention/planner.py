@@ -320,7 +320,3 @@ def _uses_hash(rule: Rule) -> bool:
         return any(has_hash(c.set) or walk(c.cascade) for c in cascades)
 
     return has_hash(rule.set) or walk(rule.cascade)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
