@@ -1,0 +1,95 @@
+"""The one seam between retention and a database engine (STYLE: "backends/").
+
+Everything that differs between SQLite, PostgreSQL and MySQL/MariaDB is a method or
+attribute of a ``Backend``; no module outside ``retention/backends/`` compares a dialect
+name. One class per database (``sqlite.py``, ``postgresql.py``, ``mysql.py``) registers
+itself by the SQLAlchemy dialect name it serves, as alembic's ``DefaultImpl`` subclasses do
+with ``__dialect__``; ``backend_for`` picks the class for an engine or connection.
+
+Anonymisation strategies are not methods here: they are SQLAlchemy constructs compiled
+per dialect with ``@compiles`` (``retention/backends/strategies.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import ColumnElement, Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+
+class Backend(Protocol):
+    """What differs per database. Instances are stateless and cheap."""
+
+    #: the SQLAlchemy dialect name this backend serves ("sqlite", "postgresql", "mysql")
+    dialect: ClassVar[str]
+
+    # --- planning ---------------------------------------------------------------------
+    #: whether a batch's selection locks its rows (``SELECT ... FOR UPDATE``)
+    locks_rows: ClassVar[bool]
+
+    def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
+        """``cols IN :name`` for a list bound at run time, in the fastest form the
+        database has (one array parameter, one JSON parameter, inline integers...)."""
+        ...
+
+    def uses_key_windows(self, key_cols: Sequence[Any]) -> bool:
+        """Whether batches look for the next keys in a bounded window of the key."""
+        ...
+
+    # --- sessions and transactions ----------------------------------------------------
+    def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
+        """Keyword arguments for ``create_engine`` (pool, connect args)."""
+        ...
+
+    def install_session_setup(
+        self, engine: Engine, lock_timeout_ms: int, hash_key: bytes | None
+    ) -> None:
+        """Session set-up on every new connection: time zone, bounded lock waits,
+        registered functions, how transactions begin."""
+        ...
+
+    def for_writing(self, conn: Connection) -> Connection:
+        """The connection a run writes batches through (isolation level)."""
+        ...
+
+    def read_only(self, engine: Engine) -> AbstractContextManager[Connection]:
+        """A connection in a transaction that cannot write, where the database can say so."""
+        ...
+
+    def secret_params(self, hash_key: bytes) -> dict[str, Any]:
+        """The HMAC pads as bound parameters of an anonymising statement (empty where
+        a registered function holds the key)."""
+        ...
+
+    # --- locks ------------------------------------------------------------------------
+    def rule_lock(
+        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
+    ) -> AbstractContextManager[None]:
+        """Hold a named lock without waiting; ``LockNotAcquired`` if another run has it."""
+        ...
+
+    def ddl_lock(self, engine: Engine, conn: Connection, name: str) -> AbstractContextManager[None]:
+        """Serialise DDL (creating the audit tables) across runs starting at once."""
+        ...
+
+    # --- the audit table's append-only guard -------------------------------------------
+    def install_append_only(self, conn: Connection, table: str) -> None: ...
+
+    def remove_append_only(self, conn: Connection, table: str) -> None: ...
+
+    # --- errors -----------------------------------------------------------------------
+    def is_retryable(self, exc: DBAPIError) -> bool:
+        """Deadlock, serialisation failure, lock wait timed out: worth a retry."""
+        ...
+
+    def is_connect_failure(self, exc: DBAPIError) -> bool:
+        """The server cannot be reached (exit 75)."""
+        ...
+
+    def is_configuration_error(self, exc: DBAPIError) -> bool:
+        """Credentials refused, a database that does not exist (exit 78)."""
+        ...
+
