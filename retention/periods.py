@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
@@ -39,6 +40,9 @@ _UNITS = {
 }
 # Far beyond any retention period; keeps datetime arithmetic from overflowing.
 _MAX_YEARS = 1000
+# More digits than the longest allowed period has in its smallest unit (31536000000
+# seconds), so a longer number is refused before int() meets thousands of digits.
+_MAX_DIGITS = 15
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,11 @@ def parse_period(text: str) -> Period:
     s = text.strip()
     m = _ISO.fullmatch(s)
     if m:
-        parts = {k: int(v) for k, v in m.groupdict().items() if v is not None}
+        parts = {k: _number(v, s) for k, v in m.groupdict().items() if v is not None}
         return _checked(Period(text=s, **parts))
     m = _PLAIN.fullmatch(s.lower())
     if m and m["unit"] in _UNITS:
-        return _checked(Period(text=s, **{_UNITS[m["unit"]]: int(m["n"])}))
+        return _checked(Period(text=s, **{_UNITS[m["unit"]]: _number(m["n"], s)}))
     hint = ""
     if s.startswith("-") or "-" in s:
         hint = " (periods are never negative)"
@@ -92,15 +96,27 @@ def parse_period(text: str) -> Period:
     )
 
 
+def _too_long(text: str) -> ValueError:
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    return ValueError(f"period {shown!r} is longer than {_MAX_YEARS} years")
+
+
+def _number(digits: str, text: str) -> int:
+    if len(digits.lstrip("0")) > _MAX_DIGITS:
+        raise _too_long(text)
+    return int(digits)
+
+
 def _checked(p: Period) -> Period:
+    # Exact fractions: float division of a long number would raise OverflowError.
     approx_years = (
         p.years
-        + p.months / 12
-        + (p.weeks * 7 + p.days) / 365
-        + (p.hours + p.minutes / 60 + p.seconds / 3600) / 8760
+        + Fraction(p.months, 12)
+        + Fraction(p.weeks * 7 + p.days, 365)
+        + Fraction(p.hours * 3600 + p.minutes * 60 + p.seconds, 3600 * 8760)
     )
     if approx_years > _MAX_YEARS:
-        raise ValueError(f"period {p.text!r} is longer than {_MAX_YEARS} years")
+        raise _too_long(p.text)
     return p
 
 

@@ -254,3 +254,28 @@ def test_a_problem_renders_as_one_file_line_col_line() -> None:
     (problem,) = problems(RULE_HEAD + "    sleep: -1\n")
     assert str(problem).startswith("policy.yaml:8:12: rule 'feedback-after-3-months': sleep: ")
     assert "\n" not in str(problem)
+
+
+# --- numbers at the edges of what a database binds --------------------------------------
+
+
+def test_whole_numbers_at_the_bigint_bounds_are_accepted_in_conditions() -> None:
+    bounds = "{ge: -9223372036854775808, le: 9223372036854775807}"
+    where = where_of(f"    where: {{ticket_id: {bounds}}}\n")
+    tests = dict(where.columns())["ticket_id"]
+    assert isinstance(tests, ColumnTests)
+    assert tests.items() == [("le", 2**63 - 1), ("ge", -(2**63))]
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "-9223372036854775809"])
+def test_a_whole_number_past_the_bigint_bounds_is_one_problem_at_its_value(value: str) -> None:
+    found = problems(RULE_HEAD + f"    where: {{ticket_id: {value}}}\n")
+    assert [(p.line, p.column, p.field) for p in found] == [(8, 24, "where.ticket_id")]
+    assert "out of range" in found[0].message
+
+
+def test_a_huge_negative_sleep_is_below_the_minimum_not_an_unreadable_number() -> None:
+    found = problems(RULE_HEAD + "    sleep: -" + "9" * 400 + "\n")
+    assert [(p.field, p.message) for p in found] == [
+        ("sleep", "input should be greater than or equal to 0")
+    ]

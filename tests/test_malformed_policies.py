@@ -7,7 +7,7 @@ PostgreSQL and MariaDB when ``RETENTION_TEST_POSTGRES_URL`` / ``RETENTION_TEST_M
 are set; those cases also prove that validating never changes the database.
 
 A few cases are generated here rather than committed: a 2 MB file, a billion-laughs file,
-a zero-byte file and a file nested thousands of levels deep.
+a zero-byte file, a file nested thousands of levels deep and a 5000-digit number.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ def _billion_laughs() -> bytes:
     return ("\n".join(rows) + "\nversion: 1\n").encode()
 
 
+def _five_thousand_digits() -> bytes:
+    rule = b"  - {name: r, table: feedback, clock: submitted_at, after: P3M, action: delete,"
+    return b"version: 1\nrules:\n" + rule + b" batch_size: " + b"9" * 5000 + b"}\n"
+
+
 def _deeply_nested() -> bytes:
     depth = 20_000
     return b"version: 1\nrules: " + b"[" * depth + b"]" * depth + b"\n"
@@ -75,6 +80,13 @@ GENERATED = [
     Case("generated_billion_laughs.yaml", _billion_laughs, ":1:4: anchors (&name)", True),
     Case("generated_zero_bytes.yaml", lambda: b"", ":1:1: the file is empty", True),
     Case("generated_deeply_nested.yaml", _deeply_nested, ":2:71: nested more than 64", True),
+    # Longer than Python reads as an int: refused from the event stream, with its position.
+    Case(
+        "generated_5000_digit_number.yaml",
+        _five_thousand_digits,
+        ":3:93: a number 5000 characters long is too large for any setting",
+        True,
+    ),
 ]
 
 

@@ -43,6 +43,9 @@ MAX_BYTES = 1024 * 1024
 # Far deeper than any real policy; keeps every recursive walk (ruamel's composer, the
 # model, the checks) well inside Python's recursion limit.
 MAX_DEPTH = 64
+# Python refuses to read an int past 4300 digits, with no position; shorter numbers reach
+# the model, which names the rule and key they are too large for.
+MAX_NUMBER_CHARS = 4000
 _MUST_HOLD = "a mapping with 'version' and 'rules'"
 
 
@@ -183,6 +186,7 @@ def _check_event(event: Any, name: str, yaml: YAML) -> None:
     col = mark.column + 1 if mark is not None else None
     if isinstance(event, ScalarEvent) and event.style is None and event.implicit[0]:
         _check_timestamp(event, name, yaml)
+        _check_number(event, name, yaml)
     if isinstance(event, AliasEvent):
         raise PolicyError(
             [Problem(name, line, col, "aliases (*name) are not allowed; write the value out")]
@@ -215,6 +219,17 @@ def _check_timestamp(event: Any, name: str, yaml: YAML) -> None:
         line, col = _mark(event)
         message = f"{event.value[:40]!r} is not a valid date or time (quote it if it is text)"
         raise _at(name, line, col, message) from None
+
+
+def _check_number(event: Any, name: str, yaml: YAML) -> None:
+    """A plain scalar that YAML reads as a number must be of a readable length."""
+    if len(event.value) <= MAX_NUMBER_CHARS:
+        return
+    tag = str(yaml.resolver.resolve(ScalarNode, event.value, event.implicit))
+    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+        line, col = _mark(event)
+        message = f"a number {len(event.value)} characters long is too large for any setting"
+        raise _at(name, line, col, message)
 
 
 def _yaml_problem(exc: MarkedYAMLError, name: str) -> Problem:

@@ -8,6 +8,7 @@ JSON Schema printed by ``retention schema`` is derived from these classes.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -39,6 +41,10 @@ IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$"
 RULE_NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 RESERVED = frozenset({"related", "all", "any", "not"})
+# The widest whole number every supported database binds (BIGINT); also the most rows a
+# table can hold, so no guard needs more.
+MAX_INT = 2**63 - 1
+MIN_INT = -(2**63)
 TEST_OPERATORS = (
     "eq",
     "ne",
@@ -130,6 +136,28 @@ def _single(value: Any) -> Any:
             f"expected one value (text, a number, true/false or a date), got {kind}"
             + (": use {in: [...]} for a list of values" if isinstance(value, list) else ""),
         )
+    # Checked here, not at run time: no database driver binds these.
+    if isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
+        raise PydanticCustomError(
+            "int_range",
+            f"a whole number of {len(str(abs(value)))} digits is out of range: "
+            f"numbers must lie between {MIN_INT} and {MAX_INT}",
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError(
+            "finite_number", "not a finite number: infinity and NaN cannot be stored or compared"
+        )
+    return value
+
+
+def _huge_as_infinite(value: Any) -> Any:
+    # float() of a whole number beyond a double's range raises OverflowError, which
+    # pydantic reports as "expected a number"; as infinity it meets the field's bounds.
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
     return value
 
 
@@ -375,16 +403,20 @@ def is_recognisable(strategy: Strategy) -> bool:
 # --- rules ---------------------------------------------------------------------------
 
 
+MaxRows = Annotated[StrictInt, Field(gt=0, le=MAX_INT)]
+MaxFraction = Annotated[float, Field(gt=0, le=1, strict=False), BeforeValidator(_huge_as_infinite)]
+
+
 class Guard(_Frozen):
     """Stop a rule before its first write when it would remove too much."""
 
-    max_rows: Annotated[StrictInt, Field(gt=0)] = 1_000_000
-    max_fraction: Annotated[float, Field(gt=0, le=1, strict=False)] = 0.5
+    max_rows: MaxRows = 1_000_000
+    max_fraction: MaxFraction = 0.5
 
 
 class GuardOverride(_Frozen):
-    max_rows: Annotated[StrictInt, Field(gt=0)] | None = None
-    max_fraction: Annotated[float, Field(gt=0, le=1, strict=False)] | None = None
+    max_rows: MaxRows | None = None
+    max_fraction: MaxFraction | None = None
 
     def over(self, base: Guard) -> Guard:
         return Guard(
@@ -404,7 +436,7 @@ class Cascade(_Frozen):
 
 
 BatchSize = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
-Sleep = Annotated[float, Field(ge=0, le=3600, strict=False)]
+Sleep = Annotated[float, Field(ge=0, le=3600, strict=False), BeforeValidator(_huge_as_infinite)]
 
 
 class Rule(_Frozen):
