@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -521,18 +522,42 @@ def child_bare(backend: str, db: str, kind: str) -> dict:
 # The product, through its API, with timing hooks around (never inside) its code.
 
 
+def _fits(owner: object, name: str, params: list[str]) -> Any:
+    """The product function a what-if replaces, checked to still take ``params``.
+
+    The replacements call private functions of the product; when a refactor changes one,
+    the child stops here with one line naming it, not with a TypeError mid-batch.
+    """
+    import inspect
+
+    target = getattr(owner, name, None)
+    if target is None:
+        raise RuntimeError(f"what-if: {getattr(owner, '__name__', owner)}.{name} is gone")
+    found = list(inspect.signature(target).parameters)
+    if found[: len(params)] != params:
+        raise RuntimeError(
+            f"what-if: {name}({', '.join(found)}) no longer matches ({', '.join(params)}); "
+            "update apply_whatif"
+        )
+    return target
+
+
 def apply_whatif() -> None:
-    """The product changes proposed in RESULTS.md, applied in this child process only by
+    """The changes proposed in RESULTS.md ("change 2"), applied in this child process only by
     replacing three functions (retention/ is not edited), to measure what they would gain.
 
+    All three have since landed in the product (0ce3e91, 823418d); the replacements stay
+    byte-for-byte compatible with it, so ``whatif-*`` still runs and is the template for
+    the next proposal:
+
     1. executor.encode_keys: same bytes, without one json.dumps per key for integer keys.
-    2. executor.Executor._cascade: sort single-column link values naturally, not by repr().
+    2. executor.Executor._cascade: sort single-column link values naturally, falling back
+       to repr() only for values that do not compare.
     3. planner.in_values on SQLite: ``col IN (SELECT value FROM json_each(:p))`` with one
        JSON parameter instead of an expanding IN of up to 5000 placeholders.
     """
     import hashlib
     import hmac
-    import json as _json
 
     from sqlalchemy import bindparam, column, func, select
     from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -540,7 +565,15 @@ def apply_whatif() -> None:
     import retention.executor as ex
     import retention.planner as pl
 
-    slow_encode = ex.encode_keys
+    slow_encode = _fits(ex, "encode_keys", ["keys"])
+    _fits(ex, "key_digest", ["hash_key", "keys"])
+    _fits(
+        ex.Executor,
+        "_cascade",
+        ["self", "conn", "cascade", "parent_columns", "parent_rows", "dependents"],
+    )
+    _fits(ex.Executor, "_secret_params", ["self"])
+    slow_in_values = _fits(pl, "in_values", ["cols", "name", "dialect"])
 
     def encode_keys(keys):
         # The same bytes as the product's encode_keys (sorted by value, compact JSON).
@@ -578,7 +611,7 @@ def apply_whatif() -> None:
             if not values:
                 return
             bound = values
-        params = self._secret_params(None)
+        params = self._secret_params()
         params[pl.PARENT_VALUES] = bound
         if cascade.select_links is not None and cascade.children:
             children = conn.execute(cascade.select_links, params).all()
@@ -588,7 +621,6 @@ def apply_whatif() -> None:
         dependents[cascade.name] = dependents.get(cascade.name, 0) + max(n, 0)
 
     ex.Executor._cascade = _cascade
-    slow_in_values = pl.in_values
 
     def in_values(cols, name, dialect):
         if dialect == "sqlite" and len(cols) == 1:
@@ -599,7 +631,6 @@ def apply_whatif() -> None:
         return slow_in_values(cols, name, dialect)
 
     pl.in_values = in_values
-    _ = _json
 
 
 def child_tool(url: str, policy: Path) -> dict:
