@@ -27,6 +27,14 @@ BACKENDS = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/<case>/<database>.sql from what the planner prints now",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, each worker gets its own databases (``test_gw0``, ...), created
     on first use, so workers never wipe each other's tables. An unreachable server fails

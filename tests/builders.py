@@ -1,0 +1,143 @@
+"""Builders shared by every test file: policies, the feedback schema, CLI invocations.
+
+A test states what it needs ("feedback with an email column, contacts without a foreign
+key") and the builder makes it, so a schema is never rebuilt per file and a change to the
+test tables happens in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from click.testing import CliRunner, Result
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+from sqlalchemy.types import TypeEngine
+
+from retention.cli import cli
+
+# --- policies --------------------------------------------------------------------------
+
+
+def write_policy(path: Path, policy: str | Mapping[str, Any]) -> Path:
+    """Write a policy file: YAML text as given, or a mapping (written as JSON, which is YAML).
+
+    Returns the path, so a test can hand it straight to ``--policy``.
+    """
+    text = policy if isinstance(policy, str) else json.dumps(policy, indent=1)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the feedback schema ---------------------------------------------------------------
+
+# The extra columns the tests give their tables, by name; each test picks the ones its
+# assertions read, so the canaries and column types stay those the test was written for.
+COLUMNS: dict[str, Any] = {
+    "user_id": lambda: Column("user_id", Integer, nullable=False),
+    "account_id": lambda: Column("account_id", Integer),
+    "ticket_id": lambda: Column("ticket_id", Integer),
+    "email": lambda: Column("email", String(100)),
+    "phone": lambda: Column("phone", String(40)),
+    "channel": lambda: Column("channel", String(40), nullable=False),
+    "body": lambda: Column("body", String(100)),
+    "body200": lambda: Column("body", String(200)),
+}
+
+
+def _extra(names: Sequence[str | Column[Any]]) -> list[Column[Any]]:
+    return [COLUMNS[name]() if isinstance(name, str) else name for name in names]
+
+
+def feedback_schema(
+    meta: MetaData | None = None,
+    *,
+    feedback: Sequence[str | Column[Any]] = (),
+    contacts: Sequence[str | Column[Any]] | None = (),
+    key_type: type[TypeEngine[int]] = Integer,
+    foreign_key: bool = True,
+    tickets: bool = False,
+    holds: bool = False,
+) -> MetaData:
+    """``feedback`` (id, submitted_at, extra columns) and the tables around it.
+
+    ``feedback_contacts`` (id, feedback_id) follows unless ``contacts`` is None; with
+    ``foreign_key=False`` only the batch's transaction keeps children and parents together
+    (an index on feedback_id stands in for the constraint's). ``tickets`` (id, status) and
+    ``legal_holds`` (id, subject_id, released_at) are added on request. Nothing is created:
+    call ``create_all`` on the result.
+    """
+    meta = meta if meta is not None else MetaData()
+    Table(
+        "feedback",
+        meta,
+        Column("id", key_type, primary_key=True, autoincrement=False),
+        Column("submitted_at", DateTime, nullable=False),
+        *_extra(feedback),
+    )
+    if contacts is not None:
+        link: list[Any] = [ForeignKey("feedback.id")] if foreign_key else []
+        index = [] if foreign_key else [Index("ix_feedback_contacts_feedback_id", "feedback_id")]
+        Table(
+            "feedback_contacts",
+            meta,
+            Column("id", key_type, primary_key=True, autoincrement=False),
+            Column("feedback_id", key_type, *link, nullable=False),
+            *_extra(contacts),
+            *index,
+        )
+    if tickets:
+        Table(
+            "tickets",
+            meta,
+            Column("id", Integer, primary_key=True, autoincrement=False),
+            Column("status", String(20), nullable=False),
+        )
+    if holds:
+        Table(
+            "legal_holds",
+            meta,
+            Column("id", Integer, primary_key=True, autoincrement=False),
+            Column("subject_id", Integer, nullable=False),
+            Column("released_at", DateTime, nullable=True),
+        )
+    return meta
+
+
+# --- invoking the command line ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invocation:
+    exit_code: int
+    stdout: str
+    stderr: str
+    result: Result
+
+
+def invoke(args: Sequence[str], env: Mapping[str, str] | None = None) -> Invocation:
+    """The CLI in-process; the logging it configures is put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    saved = structlog.get_config()
+    try:
+        result = CliRunner().invoke(cli, list(args), env=dict(env or {}))
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**saved)
+    return Invocation(result.exit_code, result.stdout, result.stderr, result)

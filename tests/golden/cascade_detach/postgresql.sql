@@ -1,0 +1,19 @@
+-- rule closed-accounts-after-1-year
+-- count rows past the cutoff: due, kept by unless, kept by holds
+SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEGER ELSE %(param_2)s::INTEGER END), %(coalesce_1)s::INTEGER) AS kept_unless, coalesce(sum(CASE WHEN false THEN %(param_3)s::INTEGER ELSE %(param_4)s::INTEGER END), %(coalesce_2)s::INTEGER) AS kept_holds FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE;
+-- count rows in table (for max_fraction)
+SELECT count(*) AS count_1 FROM accounts;
+-- count dependents in tickets
+SELECT count(*) AS count_1 FROM tickets WHERE tickets.account_id IN (SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE);
+-- count dependents in access_log
+SELECT count(*) AS count_1 FROM access_log WHERE access_log.account_id IN (SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE);
+-- select and lock the first batch
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY accounts.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+-- select and lock the next batch
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+-- detach dependents in tickets
+UPDATE tickets SET account_id=%(account_id)s::INTEGER WHERE tickets.account_id = ANY (%(parent_values)s::INTEGER[]);
+-- delete dependents in access_log
+DELETE FROM access_log WHERE access_log.account_id = ANY (%(parent_values)s::INTEGER[]);
+-- delete the batch's rows in accounts
+DELETE FROM accounts WHERE accounts.id = ANY (%(keys)s::INTEGER[]);

@@ -1,0 +1,21 @@
+-- rule feedback-after-3-months
+-- count rows past the cutoff: due, kept by unless, kept by holds
+SELECT count(*) AS matched, coalesce(sum(CASE WHEN ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) THEN %(param_1)s::INTEGER ELSE %(param_2)s::INTEGER END), %(coalesce_1)s::INTEGER) AS kept_unless, coalesce(sum(CASE WHEN (NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL))) THEN %(param_3)s::INTEGER ELSE %(param_4)s::INTEGER END), %(coalesce_2)s::INTEGER) AS kept_holds FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND feedback.body IS DISTINCT FROM %(body_1)s::VARCHAR;
+-- count rows in table (for max_fraction)
+SELECT count(*) AS count_1 FROM feedback;
+-- count dependents in feedback_contacts
+SELECT count(*) AS count_1 FROM feedback_contacts WHERE feedback_contacts.feedback_id IN (SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND feedback.body IS DISTINCT FROM %(body_1)s::VARCHAR AND NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND NOT (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL)));
+-- count dependents in contact_notes
+SELECT count(*) AS count_1 FROM contact_notes WHERE contact_notes.contact_id IN (SELECT feedback_contacts.id FROM feedback_contacts WHERE feedback_contacts.feedback_id IN (SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND feedback.body IS DISTINCT FROM %(body_1)s::VARCHAR AND NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND NOT (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL))));
+-- select and lock the first batch
+SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND feedback.body IS DISTINCT FROM %(body_1)s::VARCHAR AND NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND NOT (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL)) ORDER BY feedback.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+-- select and lock the next batch
+SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND feedback.body IS DISTINCT FROM %(body_1)s::VARCHAR AND NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND NOT (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL)) AND feedback.id > %(last_0)s::INTEGER ORDER BY feedback.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+-- select and lock dependents in feedback_contacts
+SELECT feedback_contacts.id FROM feedback_contacts WHERE feedback_contacts.feedback_id = ANY (%(parent_values)s::INTEGER[]) FOR UPDATE;
+-- delete dependents in contact_notes
+DELETE FROM contact_notes WHERE contact_notes.contact_id = ANY (%(parent_values)s::INTEGER[]);
+-- delete dependents in feedback_contacts
+DELETE FROM feedback_contacts WHERE feedback_contacts.feedback_id = ANY (%(parent_values)s::INTEGER[]);
+-- delete the batch's rows in feedback
+DELETE FROM feedback WHERE feedback.id = ANY (%(keys)s::INTEGER[]);

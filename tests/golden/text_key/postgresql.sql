@@ -1,0 +1,11 @@
+-- rule sessions-after-7-days
+-- count rows past the cutoff: due, kept by unless, kept by holds
+SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEGER ELSE %(param_2)s::INTEGER END), %(coalesce_1)s::INTEGER) AS kept_unless, coalesce(sum(CASE WHEN false THEN %(param_3)s::INTEGER ELSE %(param_4)s::INTEGER END), %(coalesce_2)s::INTEGER) AS kept_holds FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE;
+-- count rows in table (for max_fraction)
+SELECT count(*) AS count_1 FROM sessions;
+-- select and lock the first batch
+SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY sessions.token LIMIT %(param_1)s::INTEGER FOR UPDATE;
+-- select and lock the next batch
+SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND sessions.token > %(last_0)s::VARCHAR ORDER BY sessions.token LIMIT %(param_1)s::INTEGER FOR UPDATE;
+-- delete the batch's rows in sessions
+DELETE FROM sessions WHERE sessions.token = ANY (%(keys)s::VARCHAR(64)[]);
