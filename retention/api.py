@@ -77,12 +77,31 @@ def schema() -> dict[str, Any]:
     return json_schema()
 
 
-def demo(settings: Settings, *, force: bool = False, now: datetime | None = None) -> Any:
-    """Create the demo database for the shipped policies.yaml."""
+def demo(
+    settings: Settings,
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    database_given: bool = False,
+    before_changes: Callable[[], None] | None = None,
+) -> Any:
+    """Create the demo database for the shipped policies.yaml.
+
+    ``database_given``: the caller named the database (``--database``); without it the demo
+    works on SQLite only. Anything written outside the database (``.env``) goes in
+    ``before_changes``: it runs after the demo decided to proceed and before its first
+    change, so a refused demo leaves no file behind.
+    """
     engine = make_engine(settings)
     try:
         with reachable(engine):
-            return create_demo(engine, now=now or datetime.now(UTC), force=force)
+            return create_demo(
+                engine,
+                now=now or datetime.now(UTC),
+                force=force,
+                named=database_given,
+                before_changes=before_changes,
+            )
     finally:
         engine.dispose()
 

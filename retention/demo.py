@@ -1,24 +1,18 @@
-"""The demo database for the shipped ``policies.yaml`` (``retention demo``).
+"""The demo database for the shipped ``policies.yaml`` (``retention demo``): its tables, and
+how they are created without destroying anything the demo did not make.
 
-A support system of a consumer-electronics company: accounts, tickets, feedback with the
-contact details submitted with it, an access log, marketing consents and a legal-hold
-registry, spread over the two years before ``now``. The rows are a pure function of
-``(now, seed)``, so a demo can be rebuilt exactly. At ``now`` every rule of the policy has
-rows that are due, rows kept by its ``unless`` and rows kept by an active legal hold.
-
-The data must never be mistaken for, or reach, real people: IP addresses come from the
-documentation ranges (RFC 5737, RFC 3849) and email addresses use the reserved
-``example.*`` domains.
+The rows come from ``retention.demo_data``. Every table the demo creates is listed in
+``retention_demo_tables``; a later demo drops and recreates only listed tables. A table with
+a demo table's name that is not listed belongs to someone else, and the demo refuses to
+touch it, even with ``force``. Audit tables are never dropped: their records outlive any
+demo.
 """
 
 from __future__ import annotations
 
-import random
-from bisect import bisect_right
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -28,17 +22,20 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     Index,
+    Inspector,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
+from retention.demo_data import DEFAULT_SEED, demo_rows
 from retention.errors import DemoRefused
 
 DEMO_TABLES: tuple[str, ...] = (
@@ -51,21 +48,17 @@ DEMO_TABLES: tuple[str, ...] = (
     "legal_holds",
 )
 AUDIT_TABLES: tuple[str, ...] = ("retention_audit", "retention_audit_head", "retention_audit_keys")
-DEFAULT_SEED = 20261125
+MARK_TABLE = "retention_demo_tables"
 CHUNK = 1000
-
-Row = dict[str, Any]
-
-_ACCOUNTS, _TICKETS, _FEEDBACK, _ACCESS_LOG, _HOLDS = 600, 1500, 3000, 8000, 20
-_DAY = timedelta(days=1)
-_SPAN = timedelta(days=730)
 
 
 @dataclass(frozen=True)
 class DemoSummary:
-    """What ``create_demo`` wrote: rows per demo table."""
+    """What ``create_demo`` wrote: rows per demo table. Two summaries are equal when they
+    wrote the same rows; ``replaced`` names the tables of an earlier demo it replaced."""
 
     rows: dict[str, int]
+    replaced: tuple[str, ...] = field(default=(), compare=False)
 
 
 # --- schema ---------------------------------------------------------------------------
@@ -169,18 +162,44 @@ def create_demo(
     seed: int = DEFAULT_SEED,
     force: bool = False,
     audit_tables: Sequence[str] = AUDIT_TABLES,
+    named: bool = True,
+    before_changes: Callable[[], None] | None = None,
 ) -> DemoSummary:
-    """Replace the demo tables (and the audit log) with fresh demo data as of ``now``.
+    """Create the demo tables with fresh demo data as of ``now``.
 
-    Raise ``DemoRefused`` when the database holds any other table, unless ``force``.
+    Replaces only tables an earlier demo created, and never an audit table. Raises
+    ``DemoRefused``, having changed nothing, when a table with a demo table's name was not
+    created by the demo (even with ``force``), when another table references one it would
+    replace, when the database holds other tables (unless ``force``), or when the database
+    is on a server and the caller did not name it (``named``). ``before_changes`` runs once
+    the demo has decided to proceed, before its first change: ``api.demo`` writes ``.env``
+    there, so a refused demo writes nothing anywhere; if it raises, nothing is changed.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
+    if not named and not _is_a_file(engine):
+        raise DemoRefused(
+            f"the configured database (RETENTION_DATABASE_URL) is a {engine.dialect.name} "
+            "server: the demo replaces tables, so it works there only when the database is "
+            "named with --database"
+        )
     data = demo_rows(now=now, seed=seed)
     meta = demo_metadata()
+    marks = _marks(MetaData())
+    stamp = now.astimezone(UTC).replace(tzinfo=None)
     with engine.begin() as conn:
-        _clear(conn, tuple(audit_tables), force=force)
+        replaced = _decide(conn, frozenset(audit_tables), force=force)
+        if before_changes is not None:
+            before_changes()
+        _drop(conn, replaced)
+        marks.create(conn, checkfirst=True)
         meta.create_all(conn)
+        conn.execute(marks.delete().where(marks.c.table_name.in_(DEMO_TABLES)))
+        conn.execute(marks.insert(), [{"table_name": n, "created_at": stamp} for n in DEMO_TABLES])
+    # The rows in a transaction of their own: where DDL commits at once (MySQL), the marks
+    # are committed with the tables they list, so a failure below leaves tables that a
+    # second demo may replace, never unmarked ones it would have to refuse.
+    with engine.begin() as conn:
         for name in DEMO_TABLES:
             table, rows = meta.tables[name], data[name]
             for start in range(0, len(rows), CHUNK):
@@ -193,395 +212,72 @@ def create_demo(
                         text("SELECT setval(pg_get_serial_sequence(:table, 'id'), :top)"),
                         {"table": name, "top": max(row["id"] for row in data[name])},
                     )
-    return DemoSummary(rows={name: len(data[name]) for name in DEMO_TABLES})
+    return DemoSummary(rows={name: len(data[name]) for name in DEMO_TABLES}, replaced=replaced)
 
 
-def _clear(conn: Connection, audit_tables: tuple[str, ...], *, force: bool) -> None:
+def _is_a_file(engine: Engine) -> bool:
+    # The one other question the demo asks of the database kind; the backends will answer
+    # it (see retention/backends/base.py) when they exist.
+    return engine.dialect.name == "sqlite"
+
+
+def _marks(meta: MetaData) -> Table:
+    return Table(
+        MARK_TABLE, meta,
+        Column("table_name", String(64), primary_key=True),
+        Column("created_at", _timestamp(), nullable=False),
+        mysql_charset="utf8mb4",
+    )  # fmt: skip
+
+
+def _decide(conn: Connection, audit_tables: frozenset[str], *, force: bool) -> tuple[str, ...]:
+    """The demo tables to replace; ``DemoRefused`` if the demo must not proceed."""
     inspector = inspect(conn)
-    existing = inspector.get_table_names()
-    ours = [name for name in existing if name in DEMO_TABLES or name in audit_tables]
-    others = sorted(name for name in existing if name not in ours)
+    existing = set(inspector.get_table_names())
+    marked = _marked(conn, inspector, existing)
+    present = tuple(name for name in DEMO_TABLES if name in existing)
+    foreign = [name for name in present if name not in marked]
+    if foreign:
+        tables, were, them = (
+            ("table", "was", "it") if len(foreign) == 1 else ("tables", "were", "them")
+        )
+        raise DemoRefused(
+            f"{tables} {', '.join(foreign)} {were} not created by the demo: refusing to "
+            f"replace {them}, even with --force (drop {them} yourself, or use another database)"
+        )
+    would = f"; it would replace {', '.join(present)} (made by an earlier demo)" if present else ""
+    others = sorted(existing - set(DEMO_TABLES) - audit_tables - {MARK_TABLE})
     if others and not force:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise DemoRefused(
-            f"database holds other tables ({shown}): refusing to create the demo there; use --force"
+            f"database holds other tables ({shown}): refusing to create the demo there; "
+            f"use --force to create it beside them{would}"
         )
-    for name in others:
+    for name in sorted(existing - set(DEMO_TABLES)):
         for fk in inspector.get_foreign_keys(name):
-            if fk["referred_table"] in ours and fk.get("referred_schema") is None:
+            if fk["referred_table"] in present and fk.get("referred_schema") is None:
                 raise DemoRefused(
-                    f"table {name} references {fk['referred_table']}: refusing to drop "
-                    "the demo tables, even with --force"
+                    f"table {name} references {fk['referred_table']}: refusing to replace the "
+                    f"demo tables, even with --force{would}"
                 )
-    if ours:
+    return present
+
+
+def _marked(conn: Connection, inspector: Inspector, existing: set[str]) -> set[str]:
+    """The tables an earlier demo listed as its own."""
+    if MARK_TABLE not in existing:
+        return set()
+    columns = {column["name"] for column in inspector.get_columns(MARK_TABLE)}
+    if "table_name" not in columns:
+        raise DemoRefused(
+            f"table {MARK_TABLE} was not created by the demo: refusing to use this database"
+        )
+    marks = _marks(MetaData())
+    return set(conn.execute(select(marks.c.table_name)).scalars())
+
+
+def _drop(conn: Connection, names: tuple[str, ...]) -> None:
+    if names:
         reflected = MetaData()
-        reflected.reflect(conn, only=ours)
-        reflected.drop_all(conn, tables=[reflected.tables[name] for name in ours])
-
-
-# --- the rows -------------------------------------------------------------------------
-
-
-def demo_rows(*, now: datetime, seed: int = DEFAULT_SEED) -> dict[str, list[Row]]:
-    """The demo rows per table, with naive UTC timestamps; a pure function of its args."""
-    rng = random.Random(seed)  # noqa: S311 - demo data, not secrets; must be reproducible
-    t = now.astimezone(UTC).replace(tzinfo=None)
-    accounts = _accounts(rng, t)
-    people = _Population(accounts)
-    tickets = _tickets(rng, t, people)
-    feedback = _feedback(rng, t, people, tickets)
-    contacts = _contacts(rng, feedback, people.by_id)
-    holds = _holds(rng, t, accounts, tickets, feedback)
-    subjects = [h["subject_id"] for h in holds]
-    return {
-        "accounts": accounts,
-        "tickets": tickets,
-        "feedback": feedback,
-        "feedback_contacts": contacts,
-        "access_log": _access_log(rng, t, people, subjects),
-        "marketing_consents": _consents(rng, t, accounts, subjects),
-        "legal_holds": holds,
-    }
-
-
-def _between(rng: random.Random, start: datetime, end: datetime) -> datetime:
-    return start + timedelta(seconds=rng.uniform(0, (end - start).total_seconds()))
-
-
-def _accounts(rng: random.Random, now: datetime) -> list[Row]:
-    ids = rng.sample(range(1_000_000_000, 3_000_000_000), _ACCOUNTS)
-    created = sorted(_between(rng, now - _SPAN - 170 * _DAY, now - 2 * _DAY) for _ in ids)
-    taken: set[str] = set()
-    rows: list[Row] = []
-    for account_id, created_at in zip(ids, created, strict=True):
-        username = _username(rng, taken)
-        rows.append(
-            {
-                "id": str(account_id),
-                "username": username,
-                "phone": _mobile(rng) if rng.random() < 0.8 else None,
-                "email": f"{username}@{rng.choice(_DOMAINS)}" if rng.random() < 0.85 else None,
-                "qq_number": _qq(rng) if rng.random() < 0.4 else None,
-                "wechat_id": _wechat(rng, username) if rng.random() < 0.5 else None,
-                "created_at": created_at,
-                "closed_at": None,
-                "anonymised_at": None,
-            }
-        )
-    candidates = [row for row in rows if row["created_at"] < now - 60 * _DAY]
-    for i, row in enumerate(rng.sample(candidates, round(_ACCOUNTS * 0.12))):
-        # Every eighth closure is recent, so the closed-accounts rule has rows not yet due.
-        recent = i % 8 == 0
-        start = max(row["created_at"] + _DAY, now - (30 if recent else 365) * _DAY)
-        end = now - (timedelta(hours=1) if recent else 31 * _DAY)
-        row["closed_at"] = _between(rng, start, end)
-    return rows
-
-
-class _Population:
-    """The accounts, sorted by creation, to draw the account active at a moment from."""
-
-    def __init__(self, accounts: list[Row]) -> None:
-        self.accounts = accounts
-        self.created = [a["created_at"] for a in accounts]
-        self.by_id = {a["id"]: a for a in accounts}
-
-    def active_at(self, rng: random.Random, at: datetime) -> Row:
-        pool = self.accounts[: max(bisect_right(self.created, at), 1)]
-        for _ in range(20):
-            account = rng.choice(pool)
-            if account["closed_at"] is None or account["closed_at"] > at:
-                return account
-        return pool[0]
-
-
-def _tickets(rng: random.Random, now: datetime, people: _Population) -> list[Row]:
-    opened = sorted(_between(rng, now - _SPAN, now - timedelta(hours=1)) for _ in range(_TICKETS))
-    rows: list[Row] = []
-    for ticket_id, opened_at in enumerate(opened, start=1):
-        roll = rng.random()
-        status = "open" if roll < 0.10 else "pending" if roll < 0.15 else "closed"
-        closed_at = None
-        if status == "closed":
-            took = timedelta(seconds=rng.uniform(1800, 21 * 86400))
-            closed_at = min(opened_at + took, now - timedelta(minutes=5))
-        rows.append(
-            {
-                "id": ticket_id,
-                "account_id": people.active_at(rng, opened_at)["id"],
-                "status": status,
-                "opened_at": opened_at,
-                "closed_at": closed_at,
-            }
-        )
-    return rows
-
-
-def _feedback(
-    rng: random.Random, now: datetime, people: _Population, tickets: list[Row]
-) -> list[Row]:
-    drafts: list[Row] = []
-    for _ in range(_FEEDBACK):
-        if rng.random() < 0.6:
-            ticket = rng.choice(tickets)
-            delay = timedelta(seconds=rng.uniform(60, 3 * 86400))
-            submitted_at = min(ticket["opened_at"] + delay, now - timedelta(minutes=1))
-            account_id, ticket_id = ticket["account_id"], ticket["id"]
-        else:
-            submitted_at = _between(rng, now - _SPAN, now - timedelta(minutes=1))
-            anonymous = rng.random() < 0.08
-            account_id = None if anonymous else people.active_at(rng, submitted_at)["id"]
-            ticket_id = None
-        channel = rng.choices(("app", "web", "email"), weights=(70, 20, 10))[0]
-        drafts.append(
-            {
-                "account_id": account_id,
-                "ticket_id": ticket_id,
-                "channel": channel,
-                "body": _body(rng),
-                "submitted_at": submitted_at,
-            }
-        )
-    drafts.sort(key=lambda row: row["submitted_at"])
-    return [{"id": i, **row} for i, row in enumerate(drafts, start=1)]
-
-
-def _contacts(rng: random.Random, feedback: list[Row], accounts: dict[str, Row]) -> list[Row]:
-    rows: list[Row] = []
-    columns = {"mobile": "phone", "email": "email", "qq": "qq_number", "wechat": "wechat_id"}
-    for item in feedback:
-        account = accounts.get(item["account_id"]) if item["account_id"] else None
-        for kind in rng.sample(list(columns), 1 if rng.random() < 0.6 else 2):
-            # Most people leave the details of their own account.
-            value = account[columns[kind]] if account and rng.random() < 0.7 else None
-            if value is None:
-                value = _contact(rng, kind)
-            rows.append(
-                {"id": len(rows) + 1, "feedback_id": item["id"], "kind": kind, "value": value}
-            )
-    return rows
-
-
-def _holds(
-    rng: random.Random, now: datetime, accounts: list[Row], tickets: list[Row], feedback: list[Row]
-) -> list[Row]:
-    """Holds on long-standing accounts with old feedback about a settled problem."""
-    still_open = {t["id"] for t in tickets if t["status"] != "closed"}
-    first_old: dict[str, datetime] = {}
-    veterans = {a["id"] for a in accounts if a["created_at"] < now - 420 * _DAY}
-    for item in feedback:
-        if (
-            item["account_id"] in veterans
-            and item["submitted_at"] < now - 120 * _DAY
-            and item["ticket_id"] not in still_open
-        ):
-            first_old.setdefault(item["account_id"], item["submitted_at"])
-    closed = {a["id"] for a in accounts if a["closed_at"] and a["closed_at"] < now - 45 * _DAY}
-    # Some holds, active and lifted, fall on long-closed accounts, for the accounts rule.
-    long_closed = [s for s in first_old if s in closed]
-    on_closed = rng.sample(long_closed, min(4, len(long_closed)))
-    rest = rng.sample([s for s in first_old if s not in on_closed], _HOLDS - len(on_closed))
-    first = _HOLDS // 2 - len(on_closed[:3])  # active holds besides those on closed accounts
-    subjects = on_closed[:3] + rest[:first] + on_closed[3:] + rest[first:]
-    active = _HOLDS // 2  # the first half stays active
-    drafts: list[Row] = []
-    for n, subject in enumerate(subjects):
-        placed_at = _between(rng, first_old[subject] + _DAY, now - 14 * _DAY)
-        released_at = None if n < active else _between(rng, placed_at + 7 * _DAY, now - _DAY)
-        reason = rng.choice(_HOLD_REASONS).format(
-            year=placed_at.year, n=rng.randint(1, 9999), days=rng.randint(30, 180)
-        )
-        drafts.append(
-            {
-                "subject_id": subject,
-                "reason": reason,
-                "placed_at": placed_at,
-                "released_at": released_at,
-            }
-        )
-    drafts.sort(key=lambda row: row["placed_at"])
-    return [{"id": i, **row} for i, row in enumerate(drafts, start=1)]
-
-
-def _access_log(
-    rng: random.Random, now: datetime, people: _Population, subjects: list[str]
-) -> list[Row]:
-    drafts: list[Row] = []
-    # Every account with a hold, active or lifted, visited more than a year ago.
-    for subject in subjects:
-        account = people.by_id[subject]
-        start = max(account["created_at"], now - _SPAN)
-        at = _between(rng, start, min(now - 400 * _DAY, account["closed_at"] or now))
-        drafts.append(_visit(rng, at, subject, ipv4=True))
-    for _ in range(_ACCESS_LOG - len(drafts)):
-        # Traffic grew: visits are denser towards now (about 20% in the last 30 days).
-        at = now - _SPAN * rng.random() ** 2
-        account_id = people.active_at(rng, at)["id"] if rng.random() < 0.7 else None
-        drafts.append(_visit(rng, at, account_id, ipv4=False))
-    drafts.sort(key=lambda row: row["logged_at"])
-    return [{"id": i, **row} for i, row in enumerate(drafts, start=1)]
-
-
-def _visit(rng: random.Random, at: datetime, account_id: str | None, *, ipv4: bool) -> Row:
-    roll = 1.0 if ipv4 else rng.random()
-    if roll < 0.02:
-        ip = None
-    elif roll < 0.15:
-        groups = ":".join(f"{rng.randrange(0x10000):x}" for _ in range(2))
-        ip = f"2001:db8:{groups}::{rng.randrange(1, 0x10000):x}"
-    else:
-        ip = f"{rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{rng.randint(1, 254)}"
-    path = rng.choice(_PATHS).format(n=rng.randint(1, _TICKETS))
-    agent = rng.choice(_USER_AGENTS) if rng.random() < 0.99 else None
-    return {
-        "account_id": account_id,
-        "ip_address": ip,
-        "user_agent": agent,
-        "path": path,
-        "logged_at": at,
-        "ip_anonymised_at": None,
-    }
-
-
-def _consents(
-    rng: random.Random, now: datetime, accounts: list[Row], subjects: list[str]
-) -> list[Row]:
-    held = set(subjects)  # accounts with a hold, active or lifted, withdrew a consent
-    drafts: list[Row] = []
-    withdrawals = 0
-    for account in accounts:
-        for channel, column, share in (("sms", "phone", 0.6), ("email", "email", 0.55)):
-            if rng.random() >= share and account["id"] not in held:
-                continue
-            contact = account[column] or (
-                _mobile(rng) if channel == "sms" else f"{account['username']}@example.net"
-            )
-            signed_up = rng.random() < 0.7
-            start = account["created_at"]
-            given_at = (
-                start + timedelta(seconds=rng.uniform(5, 600))
-                if signed_up
-                else _between(rng, start, account["closed_at"] or now)
-            )
-            withdrawn_at = None
-            if account["closed_at"] is not None:
-                withdrawn_at = account["closed_at"]  # closing an account withdraws consent
-            elif rng.random() < 0.12 or account["id"] in held:
-                withdrawals += 1
-                # Every sixth withdrawal is from the last three days.
-                start = max(given_at, now - 3 * _DAY) if withdrawals % 6 == 0 else given_at
-                withdrawn_at = _between(rng, start, now - timedelta(minutes=1))
-            drafts.append(
-                {
-                    "account_id": account["id"],
-                    "channel": channel,
-                    "contact": contact,
-                    "given_at": given_at,
-                    "withdrawn_at": withdrawn_at,
-                }
-            )
-    drafts.sort(key=lambda row: row["given_at"])
-    return [{"id": i, **row} for i, row in enumerate(drafts, start=1)]
-
-
-# --- values ---------------------------------------------------------------------------
-
-_DOMAINS = ("example.com", "example.net", "example.org", "mail.example.com")
-_SURNAMES = ("wang", "li", "zhang", "liu", "chen", "yang", "huang", "zhao", "wu", "zhou",
-             "xu", "sun", "ma", "zhu", "hu", "guo", "he", "lin", "luo", "gao")  # fmt: skip
-_GIVEN = ("wei", "fang", "na", "min", "jing", "li", "qiang", "lei", "jun", "yang", "yong",
-          "yan", "jie", "tao", "ming", "chao", "xiu", "xia", "ping", "hui", "yu", "hao",
-          "xin")  # fmt: skip
-_MOBILE_PREFIXES = ("130", "131", "132", "135", "136", "137", "138", "139", "150", "151",
-                    "152", "155", "157", "158", "159", "166", "177", "180", "181", "186",
-                    "187", "188", "189", "198", "199")  # fmt: skip
-_PRODUCTS = ("X12 phone", "X12 Pro phone", "Note 9 phone", "Band 8 fitness tracker",
-             "Pad 6 tablet", "Buds 5 earphones", "AX3000 router", "S10 robot vacuum",
-             "smart kettle", "55-inch TV", "electric scooter", "air purifier 4")  # fmt: skip
-_ISSUES = ("the battery drains overnight since the last update",
-           "the screen flickers at low brightness", "it will not pair over Bluetooth",
-           "it stopped charging after two weeks", "the app keeps logging me out",
-           "the parcel arrived with a cracked box", "my refund has not arrived yet",
-           "Wi-Fi drops every few minutes", "the firmware update fails at 87%",
-           "the speaker crackles at high volume", "it gets hot while charging")  # fmt: skip
-_FOLLOW_UPS = ("", " Order number {n}.", " Please call me back.",
-               " I tried a factory reset, no change.", " This is the second time I write.",
-               " Photos attached.")  # fmt: skip
-_CHINESE = ("手机充电很慢。换了充电器也一样。", "耳机左边没有声音。",
-            "路由器每天晚上断网。重启后恢复。", "退款申请提交一周了还没有到账。",
-            "扫地机器人找不到充电座。", "电视开机后黑屏。只有声音。")  # fmt: skip
-_PATHS = ("/", "/login", "/logout", "/account/profile", "/account/security",
-          "/support/tickets", "/support/tickets/{n}", "/feedback/new", "/api/v1/devices",
-          "/api/v1/orders/{n}", "/store/product/{n}", "/privacy")  # fmt: skip
-_USER_AGENTS = (
-    "Mozilla/5.0 (Linux; Android 14; 23127PN0CC) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0.6099.144 Mobile Safari/537.36",
-    "Mozilla/5.0 (Linux; Android 13; 22081212C Build/TKQ1.220829.002; wv) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 MicroMessenger/8.0.43",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/121.0.0.0 Safari/537.36 Edg/121.0.0.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/17.1 Safari/605.1.15",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:122.0) Gecko/20100101 Firefox/122.0",
-    "SupportApp/5.12.3 (Android 14; phone)",
-    "SupportApp/5.11.0 (iOS 17.1; iPhone)",
-)
-_HOLD_REASONS = (
-    "Consumer complaint under arbitration, case {year}-SH-{n:04d}",
-    "Court order: product liability claim no. {n}",
-    "Inquiry by the market regulation bureau, ref. {year}/{n}",
-    "Warranty dispute escalated to legal, review within {days} days",
-    "Disputed data access request, ref. DSR-{year}-{n:04d}",
-)
-
-
-def _username(rng: random.Random, taken: set[str]) -> str:
-    surname, given = rng.choice(_SURNAMES), rng.choice(_GIVEN)
-    pattern = rng.randrange(4)
-    if pattern == 0:
-        name = f"{surname}{given}{rng.randint(1, 999)}"
-    elif pattern == 1:
-        name = f"{given}_{surname}"
-    elif pattern == 2:
-        name = f"{surname}.{given}{rng.randint(80, 99)}"
-    else:
-        name = f"mi_{rng.randint(100000, 99999999)}"
-    while name in taken:
-        name += str(rng.randint(0, 9))
-    taken.add(name)
-    return name
-
-
-def _mobile(rng: random.Random) -> str:
-    prefix = rng.choice(_MOBILE_PREFIXES)
-    return f"+86 {prefix} {rng.randint(0, 9999):04d} {rng.randint(0, 9999):04d}"
-
-
-def _qq(rng: random.Random) -> str:
-    digits = rng.choices(range(5, 12), weights=(1, 2, 4, 8, 10, 8, 3))[0]
-    return str(rng.randint(10 ** (digits - 1), 10**digits - 1))
-
-
-def _wechat(rng: random.Random, username: str) -> str:
-    if rng.random() < 0.5:
-        return "wxid_" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=14))
-    return f"{username.replace('.', '_')}_{rng.randint(10, 99)}"[:20]
-
-
-def _contact(rng: random.Random, kind: str) -> str:
-    if kind == "mobile":
-        return _mobile(rng)
-    if kind == "qq":
-        return _qq(rng)
-    name = _username(rng, set())
-    return _wechat(rng, name) if kind == "wechat" else f"{name}@{rng.choice(_DOMAINS)}"
-
-
-def _body(rng: random.Random) -> str:
-    if rng.random() < 0.15:
-        return rng.choice(_CHINESE)
-    issue = rng.choice(_ISSUES)
-    follow_up = rng.choice(_FOLLOW_UPS).format(n=rng.randint(10**15, 10**16 - 1))
-    return f"My {rng.choice(_PRODUCTS)}: {issue}.{follow_up}"
+        reflected.reflect(conn, only=list(names))
+        reflected.drop_all(conn, tables=[reflected.tables[name] for name in names])

@@ -1,4 +1,5 @@
-"""The demo database: reproducible, refusing foreign databases, and useful for every rule."""
+"""The demo database: reproducible, never destroying what it did not make, and useful for
+every rule."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
+from conftest import HASH_KEY
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
     Engine,
+    ForeignKey,
     Integer,
     MetaData,
     String,
@@ -28,7 +32,8 @@ from sqlalchemy import (
     true,
 )
 
-from retention.demo import DEMO_TABLES, DemoSummary, create_demo, demo_metadata
+from retention.cli import cli
+from retention.demo import DEMO_TABLES, MARK_TABLE, DemoSummary, create_demo, demo_metadata
 from retention.errors import DemoRefused
 from retention.policy.loader import load_policy
 
@@ -74,6 +79,20 @@ def add_orders(engine: Engine) -> Table:
     return orders
 
 
+def add_audit_log(engine: Engine, name: str, *, records: int) -> Table:
+    meta = MetaData()
+    audit = Table(name, meta, Column("seq", Integer, primary_key=True))
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(audit.insert(), [{"seq": n} for n in range(1, records + 1)])
+    return audit
+
+
+def audit_seqs(engine: Engine, audit: Table) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(audit.c.seq).order_by(audit.c.seq)).scalars())
+
+
 def test_same_seed_gives_identical_rows(engine: Engine) -> None:
     """Two demos with the same seed and clock hold the same rows; another seed does not."""
     create_demo(engine, now=NOW)
@@ -112,29 +131,150 @@ def test_force_creates_the_demo_beside_other_tables(engine: Engine) -> None:
     """With force, the demo is created and the foreign table keeps its rows."""
     orders = add_orders(engine)
     summary = create_demo(engine, now=NOW, force=True)
-    assert set(inspect(engine).get_table_names()) == {"orders", *DEMO_TABLES}
+    assert set(inspect(engine).get_table_names()) == {"orders", MARK_TABLE, *DEMO_TABLES}
     assert summary.rows == counts(engine)
     with engine.connect() as conn:
         assert conn.execute(select(orders.c.item)).scalars().all() == ["kettle"]
 
 
-def test_rerunning_recreates_the_demo_and_drops_the_audit_log(engine: Engine) -> None:
-    """A second run over a used demo database restores the demo rows and drops audit tables."""
+def test_rerunning_recreates_the_demo_and_keeps_the_audit_log(engine: Engine) -> None:
+    """A second run over a used demo database restores the demo rows; the audit log keeps
+    every record (issue 10: a plain demo once dropped a 35-record log)."""
     summary = create_demo(engine, now=NOW)
     pristine = checksum(engine)
-    meta = MetaData()
-    audit = Table("retention_audit", meta, Column("seq", Integer, primary_key=True))
+    audit = add_audit_log(engine, "retention_audit", records=35)
     feedback, contacts = DEMO.tables["feedback"], DEMO.tables["feedback_contacts"]
     with engine.begin() as conn:
-        meta.create_all(conn)
-        conn.execute(audit.insert(), [{"seq": 1}])
         conn.execute(contacts.delete())
         conn.execute(feedback.delete().where(feedback.c.id > 10))
     assert checksum(engine) != pristine
 
-    assert create_demo(engine, now=NOW) == summary
+    again = create_demo(engine, now=NOW)
+    assert again == summary
+    assert again.replaced == DEMO_TABLES
     assert checksum(engine) == pristine
-    assert set(inspect(engine).get_table_names()) == set(DEMO_TABLES)
+    assert set(inspect(engine).get_table_names()) == {*DEMO_TABLES, MARK_TABLE, audit.name}
+    assert audit_seqs(engine, audit) == list(range(1, 36))
+
+
+# --- the demo never destroys what it did not make --------------------------------------
+
+
+def test_a_user_table_with_a_demo_name_is_refused_by_name_even_with_force(engine: Engine) -> None:
+    """The user's own accounts table is not replaced (issue 10: demo --force did that)."""
+    meta = MetaData()
+    accounts = Table("accounts", meta, Column("login", String(20), primary_key=True))
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(accounts.insert(), [{"login": "ops"}])
+    for force in (False, True):
+        with pytest.raises(
+            DemoRefused, match=r"table accounts was not created by the demo.*--force"
+        ):
+            create_demo(engine, now=NOW, force=force)
+    assert inspect(engine).get_table_names() == ["accounts"]
+    with engine.connect() as conn:
+        assert conn.execute(select(accounts.c.login)).scalars().all() == ["ops"]
+
+
+def test_demo_tables_without_the_mark_are_refused_listing_them(engine: Engine) -> None:
+    """Tables of every demo name, not listed as the demo's own, are someone else's."""
+    with engine.begin() as conn:
+        DEMO.create_all(conn)
+    with pytest.raises(DemoRefused) as caught:
+        create_demo(engine, now=NOW, force=True)
+    assert f"tables {', '.join(DEMO_TABLES)} were not created by the demo" in str(caught.value)
+    assert MARK_TABLE not in inspect(engine).get_table_names()
+
+
+def test_a_refusal_lists_the_tables_it_would_replace(engine: Engine) -> None:
+    create_demo(engine, now=NOW)
+    before = checksum(engine)
+    add_orders(engine)
+    with pytest.raises(DemoRefused) as caught:
+        create_demo(engine, now=NOW, seed=7)
+    message = str(caught.value)
+    assert "other tables (orders)" in message
+    assert f"it would replace {', '.join(DEMO_TABLES)} (made by an earlier demo)" in message
+    assert checksum(engine) == before
+
+
+def test_a_table_referencing_a_demo_table_is_refused_even_with_force(engine: Engine) -> None:
+    create_demo(engine, now=NOW)
+    meta = MetaData()
+    Table("accounts", meta, Column("id", String(20), primary_key=True))
+    Table("orders", meta, Column("id", Integer, primary_key=True),
+          Column("account_id", String(20), ForeignKey("accounts.id")))  # fmt: skip
+    with engine.begin() as conn:
+        meta.tables["orders"].create(conn)
+    with pytest.raises(DemoRefused, match=r"table orders references accounts.*would replace"):
+        create_demo(engine, now=NOW, force=True)
+    assert set(inspect(engine).get_table_names()) == {"orders", MARK_TABLE, *DEMO_TABLES}
+
+
+@pytest.mark.parametrize("name", ["retention_audit", "compliance_log"])
+def test_audit_tables_are_never_dropped_even_with_force(engine: Engine, name: str) -> None:
+    """The shipped audit table and a renamed one (a table of its own to the demo) both keep
+    their records when the demo is created and recreated over them."""
+    audit = add_audit_log(engine, name, records=35)
+    create_demo(engine, now=NOW, force=True)
+    create_demo(engine, now=NOW, force=True)
+    assert audit_seqs(engine, audit) == list(range(1, 36))
+
+
+def test_before_changes_runs_once_when_the_demo_proceeds_and_never_when_refused(
+    engine: Engine,
+) -> None:
+    calls: list[str] = []
+    create_demo(engine, now=NOW, before_changes=lambda: calls.append("first"))
+    assert calls == ["first"]
+    add_orders(engine)
+    with pytest.raises(DemoRefused):
+        create_demo(engine, now=NOW, before_changes=lambda: calls.append("refused"))
+    assert calls == ["first"]
+
+
+def test_a_failing_before_changes_leaves_the_database_as_it_was(engine: Engine) -> None:
+    """Writing .env fails (a read-only directory): the demo stops before its first change."""
+    create_demo(engine, now=NOW)
+    with engine.begin() as conn:
+        conn.execute(DEMO.tables["feedback_contacts"].delete())
+    used = checksum(engine)
+
+    def cannot_write() -> None:
+        raise PermissionError(".env")
+
+    with pytest.raises(PermissionError):
+        create_demo(engine, now=NOW, before_changes=cannot_write)
+    assert checksum(engine) == used
+
+
+def test_a_server_database_must_be_named(engine: Engine) -> None:
+    """Unnamed (from RETENTION_DATABASE_URL), only a SQLite file takes the demo."""
+    if engine.dialect.name == "sqlite":
+        assert create_demo(engine, now=NOW, named=False).rows["accounts"] == 600
+        return
+    with pytest.raises(DemoRefused, match=rf"is a {engine.dialect.name} server.*--database"):
+        create_demo(engine, now=NOW, named=False)
+    assert tables(engine) == []
+
+
+def test_the_command_takes_a_server_database_only_from_the_command_line(db_url: str) -> None:
+    runner = CliRunner()
+    env = {"RETENTION_HASH_KEY": HASH_KEY, "RETENTION_DATABASE_URL": db_url}
+    from_env = runner.invoke(cli, ["demo"], env=env)
+    if db_url.startswith("sqlite"):
+        assert from_env.exit_code == 0, from_env.output
+        return
+    assert from_env.exit_code == 78, from_env.output
+    assert from_env.stderr.count("\n") == 1 and "--database" in from_env.stderr
+    assert "Traceback" not in from_env.output
+    named = runner.invoke(cli, ["demo", "--database", db_url], env=env)
+    assert named.exit_code == 0, named.output
+
+
+def tables(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())
 
 
 # --- every rule of policies.yaml has work to do, and work to leave -------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from retention import __version__, api, render
 from retention.cli.audit import register as _register_audit_commands
@@ -121,7 +122,10 @@ def demo(settings: Settings, force: bool) -> None:
             fh.write(f"RETENTION_HASH_KEY={key}\n")
         env.chmod(0o600)
         click.echo("wrote a new RETENTION_HASH_KEY to .env", err=True)
-    summary = api.demo(settings, force=force)
+    # Only a database named on the command line, never one from the environment, may be a
+    # server the demo replaces tables on.
+    named = click.get_current_context().get_parameter_source("database")
+    summary = api.demo(settings, force=force, database_given=named is ParameterSource.COMMANDLINE)
     total = sum(summary.rows.values())
     click.echo(f"demo database {settings.masked_url()}: {total} rows")
     for table, count in summary.rows.items():
