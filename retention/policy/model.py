@@ -105,9 +105,18 @@ PeriodField = Annotated[
 ]
 
 
+MAX_CRON_CHARS = 200  # far longer than any real expression; keeps the message one short line
+
+
 def _cron(value: Any) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("cron", "a schedule must be a quoted 5-field cron expression")
+    if len(value) > MAX_CRON_CHARS:
+        raise PydanticCustomError(
+            "cron",
+            f"a schedule of {len(value)} characters is not a cron expression: "
+            "use 5 fields such as '0 3 * * *'",
+        )
     try:
         parse_cron(value, "UTC")
     except ValueError as exc:
