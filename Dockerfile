@@ -44,7 +44,7 @@ RUN apt-get update \
 # follow pyproject.toml's ranges; add a constraints file to freeze them.
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
-    set -- /dist/retention-*.whl \
+    set -- /dist/retention_enforcer-*.whl \
     && python -m pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore "$1[postgres,mysql]" \
     && retention --version
 

@@ -29,6 +29,11 @@ from conftest import HASH_KEY, ROOT
 pytestmark = pytest.mark.slow
 
 EXTRAS = "[postgres,mysql]"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+# The distribution's name: not ``retention``, which the package index gives to an
+# unrelated project. Wheels and dist-info directories spell it with an underscore.
+DIST = PROJECT["name"]
+WHEEL_STEM = DIST.replace("-", "_")
 
 
 def _builder_sources() -> list[str]:
@@ -71,7 +76,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = _run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
                   "--no-deps", "-w", str(dist), str(context)])  # fmt: skip
     assert built.returncode == 0, built.stderr
-    (found,) = dist.glob("retention-*.whl")
+    (found,) = dist.glob(f"{WHEEL_STEM}-*.whl")
     return found
 
 
@@ -80,14 +85,17 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment holding the wheel with both database extras.
 
     The environment is made without pip, and this interpreter's pip installs into it
-    (``--python``): the same resolution, without upgrading a bundled pip first.
+    (``--python``): the same resolution, without upgrading a bundled pip first. It installs
+    by the distribution's name and version, as the install instructions do, with the
+    wheel's directory offered beside the index.
     """
     home = tmp_path_factory.mktemp("venv") / "venv"
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(home)])
     assert made.returncode == 0, made.stderr
     installed = _run([sys.executable, "-m", "pip", "--python", str(home / "bin" / "python"),
                       "install", "-q", "--disable-pip-version-check", "--no-compile",
-                      f"{wheel}{EXTRAS}"])  # fmt: skip
+                      "--find-links", str(wheel.parent),
+                      f"{DIST}{EXTRAS}=={PROJECT['version']}"])  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     return home
 
@@ -155,7 +163,7 @@ def test_the_source_tree_and_the_wheel_both_hold_py_typed(wheel: Path) -> None:
 def test_the_wheel_holds_the_package_and_its_metadata_only(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    allowed = ("retention/", f"retention-{version}.dist-info/")
+    allowed = ("retention/", f"{WHEEL_STEM}-{version}.dist-info/")
     assert [name for name in names if not name.startswith(allowed)] == []
 
 
@@ -244,3 +252,18 @@ def test_the_installed_audit_verify_accepts_the_runs_log(demo_run: DemoRun) -> N
                     env=demo_run.env)  # fmt: skip
     assert verified.returncode == 0, verified.stderr
     assert "audit log verified" in verified.stdout
+
+
+def test_the_environment_holds_the_distribution_by_its_name_and_not_the_other(
+    venv: Path,
+) -> None:
+    probe = (
+        "import importlib.metadata as m, json, retention\n"
+        f"d = m.distribution({DIST!r})\n"
+        "try:\n    m.distribution('retention'); other = True\n"
+        "except m.PackageNotFoundError:\n    other = False\n"
+        "print(json.dumps([d.metadata['Name'], d.version, retention.__version__, other]))\n"
+    )
+    shown = _run([str(venv / "bin" / "python"), "-c", probe])
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == [DIST, PROJECT["version"], PROJECT["version"], False]
