@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert, inspect, select, text, update
+from sqlalchemy import Connection, Engine, Table, insert, inspect, select, update
 
 from retention import __version__
-from retention.audit import guard
 from retention.audit.query import audit_keys_table, removed_key_digest
 from retention.audit.records import (
     ZERO_HASH,
@@ -26,7 +25,7 @@ from retention.audit.records import (
     to_json_text,
     truncate_to_micros,
 )
-from retention.locks import lock_id, lock_name
+from retention.backends import backend_for
 
 
 def utc_now() -> datetime:
@@ -130,27 +129,14 @@ def ensure_audit_tables(engine: Engine, table_name: str) -> None:
     """
     metadata, records, head = audit_tables(table_name)
     keys = audit_keys_table(metadata, table_name)
-    backend = engine.dialect.name
-    with engine.connect() as conn:
-        if backend == "mysql":
-            name = lock_name(str(engine.url.database), "audit-ddl", table_name)
-            conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": name})
-            conn.commit()
-        try:
-            with conn.begin():
-                if backend == "postgresql":
-                    key = lock_id("audit-ddl", table_name)
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-                inspector = inspect(conn)
-                missing = [t for t in (records, head, keys) if not inspector.has_table(t.name)]
-                if missing:
-                    metadata.create_all(conn, tables=missing, checkfirst=True)
-                    for table in (records, keys):
-                        if table in missing:
-                            guard.install(conn, table.name)
-                if conn.execute(select(head.c.id).where(head.c.id == 1)).first() is None:
-                    conn.execute(insert(head).values(id=1, seq=0, hash=ZERO_HASH))
-        finally:
-            if backend == "mysql":
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-                conn.commit()
+    backend = backend_for(engine)
+    with engine.connect() as conn, backend.ddl_lock(engine, conn, table_name):
+        inspector = inspect(conn)
+        missing = [t for t in (records, head, keys) if not inspector.has_table(t.name)]
+        if missing:
+            metadata.create_all(conn, tables=missing, checkfirst=True)
+            for table in (records, keys):
+                if table in missing:
+                    backend.install_append_only(conn, table.name)
+        if conn.execute(select(head.c.id).where(head.c.id == 1)).first() is None:
+            conn.execute(insert(head).values(id=1, seq=0, hash=ZERO_HASH))

@@ -7,7 +7,8 @@ itself by the SQLAlchemy dialect name it serves, as alembic's ``DefaultImpl`` su
 with ``__dialect__``; ``backend_for`` picks the class for an engine or connection.
 
 Anonymisation strategies are not methods here: they are SQLAlchemy constructs compiled
-per dialect with ``@compiles`` (``retention/backends/strategies.py``).
+per dialect with ``@compiles`` (``retention/backends/strategies.py``); each backend module
+registers the SQL of its own dialect.
 """
 
 from __future__ import annotations
@@ -72,7 +73,20 @@ class Backend(Protocol):
         ...
 
     def ddl_lock(self, engine: Engine, conn: Connection, name: str) -> AbstractContextManager[None]:
-        """Serialise DDL (creating the audit tables) across runs starting at once."""
+        """Serialise DDL (creating the audit tables) across runs starting at once: holds
+        the lock around a transaction it begins on ``conn`` and commits on leaving.
+
+        The lock and the transaction go together because PostgreSQL's lock lives in the
+        transaction and MySQL's must outlive its commit."""
+        ...
+
+    # --- the demo -------------------------------------------------------------------
+    #: whether the database is on a server (not a file, nor the memory, of this process)
+    is_server: ClassVar[bool]
+
+    def follow_explicit_keys(self, conn: Connection, table: str, column: str, top: int) -> None:
+        """After rows were inserted with their keys given, make the next generated key
+        follow ``top`` (PostgreSQL's sequences do not move on explicit keys)."""
         ...
 
     # --- the audit table's append-only guard -------------------------------------------
@@ -92,4 +106,3 @@ class Backend(Protocol):
     def is_configuration_error(self, exc: DBAPIError) -> bool:
         """Credentials refused, a database that does not exist (exit 78)."""
         ...
-

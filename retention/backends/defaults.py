@@ -1,0 +1,64 @@
+"""``DefaultBackend``: what most databases do alike; each backend class overrides the rest
+(as alembic's dialect ``Impl`` classes extend ``DefaultImpl``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, tuple_
+from sqlalchemy.exc import DBAPIError
+
+from retention.backends import errors
+from retention.backends.pads import hmac_params
+
+APPEND_ONLY = "retention audit log is append-only"
+
+
+class DefaultBackend:
+    dialect: ClassVar[str]
+    #: other SQLAlchemy dialect names served by the same class ("mariadb")
+    aliases: ClassVar[tuple[str, ...]] = ()
+    locks_rows: ClassVar[bool] = True
+    #: whether the database is a server (not a file, nor memory, of this process)
+    is_server: ClassVar[bool] = True
+
+    def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
+        if len(cols) == 1:
+            return cols[0].in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+        return tuple_(*cols).in_(bindparam(name, expanding=True))
+
+    def uses_key_windows(self, key_cols: Sequence[Any]) -> bool:
+        return False
+
+    def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
+        return {}
+
+    def for_writing(self, conn: Connection) -> Connection:
+        return conn
+
+    def secret_params(self, hash_key: bytes) -> dict[str, Any]:
+        return dict(hmac_params(hash_key))
+
+    @contextmanager
+    def ddl_lock(self, engine: Engine, conn: Connection, name: str) -> Iterator[None]:
+        with conn.begin():
+            yield
+
+    def follow_explicit_keys(self, conn: Connection, table: str, column: str, top: int) -> None:
+        """After rows were inserted with their keys given, make the next generated key
+        follow ``top`` (where inserting explicit keys does not move the generator)."""
+
+    def is_retryable(self, exc: DBAPIError) -> bool:
+        return False
+
+    def is_connect_failure(self, exc: DBAPIError) -> bool:
+        return errors.unreachable(exc)
+
+    def is_configuration_error(self, exc: DBAPIError) -> bool:
+        return False
+
+    @staticmethod
+    def quote(conn: Connection, name: str) -> str:
+        return conn.dialect.identifier_preparer.quote(name)

@@ -1,0 +1,208 @@
+"""MySQL and MariaDB: row locks under READ COMMITTED, ``GET_LOCK``, byte-wise comparison.
+
+A session's waits for row locks and for table locks (DDL) are bounded, and its clock is
+UTC. Batches write under READ COMMITTED, so locking reads take no gap locks on the rows
+they skip. ``GET_LOCK`` names are server-wide and at most 64 characters, so a name is a
+hash of the database and the rule. Default collations ignore case, accents and trailing
+spaces: text is compared as bytes where a result must match exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    and_,
+    bindparam,
+    case,
+    event,
+    func,
+    literal,
+    text,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.types import Date, DateTime
+
+from retention.backends import errors, strategies
+from retention.backends.addresses import IPV4, IPV6
+from retention.backends.defaults import APPEND_ONLY, DefaultBackend
+from retention.backends.registry import register
+from retention.errors import LockNotAcquired
+
+# Lock wait timed out (after which only the statement was rolled back; the whole batch
+# is rolled back by the caller), deadlock: worth a retry.
+RETRYABLE = frozenset({1205, 1213})
+# Access denied (to the server, to the database), unknown database.
+CONFIGURATION = frozenset({1044, 1045, 1049})
+_DIALECTS = ("mysql", "mariadb")
+
+
+def lock_name(database: str, scope: str, name: str) -> str:
+    """A GET_LOCK name: server-wide, so it includes the database; at most 64 characters."""
+    digest = hashlib.sha256(f"{database}:{scope}:{name}".encode()).hexdigest()
+    return f"retention:{digest[:48]}"
+
+
+@register
+class MySQLBackend(DefaultBackend):
+    dialect = "mysql"
+    aliases = ("mariadb",)
+
+    def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
+        if len(cols) == 1 and isinstance(cols[0].type, Integer):
+            # PyMySQL interpolates parameters client-side, so the server receives the
+            # integers inline either way; rendering them once as literals skips one bind
+            # name per key in SQLAlchemy and one escape per key in PyMySQL.
+            inline: Any = bindparam(name, expanding=True, literal_execute=True)
+            return cols[0].in_(inline)  # type: ignore[no-any-return]
+        return super().keys_in(cols, name)
+
+    def uses_key_windows(self, key_cols: Sequence[Any]) -> bool:
+        # A bounded range of one integer key lets MariaDB evaluate `[NOT] EXISTS` per row
+        # by primary key instead of materialising the related table for every batch.
+        return len(key_cols) == 1 and isinstance(key_cols[0].type, Integer)
+
+    def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
+        return {"pool_pre_ping": True}
+
+    def install_session_setup(
+        self, engine: Engine, lock_timeout_ms: int, hash_key: bytes | None
+    ) -> None:
+        seconds = max(1, math.ceil(lock_timeout_ms / 1000))
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+            # Table locks (LOCK TABLES, DDL) wait on lock_wait_timeout, a year by default.
+            cur.execute(f"SET SESSION lock_wait_timeout = {seconds}")
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            cur.close()
+
+    def for_writing(self, conn: Connection) -> Connection:
+        return conn.execution_options(isolation_level="READ COMMITTED")
+
+    @contextmanager
+    def read_only(self, engine: Engine) -> Iterator[Connection]:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+            conn.commit()
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.exec_driver_sql("SET SESSION TRANSACTION READ WRITE")
+                conn.commit()
+
+    @contextmanager
+    def rule_lock(
+        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
+    ) -> Iterator[None]:
+        key = lock_name(str(engine.url.database), scope, name)
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": key}).scalar()
+            conn.commit()
+            if got != 1:
+                raise LockNotAcquired(name)
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": key})
+                conn.commit()
+
+    @contextmanager
+    def ddl_lock(self, engine: Engine, conn: Connection, name: str) -> Iterator[None]:
+        # DDL commits at once here, so the lock is a named one, held until the tables
+        # and the head row are committed.
+        key = lock_name(str(engine.url.database), "audit-ddl", name)
+        conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": key})
+        conn.commit()
+        try:
+            with conn.begin():
+                yield
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": key})
+            conn.commit()
+
+    def install_append_only(self, conn: Connection, table: str) -> None:
+        q = self.quote(conn, table)
+        for event_name in ("UPDATE", "DELETE"):
+            name = self.quote(conn, f"{table}_no_{event_name.lower()}")
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {name} BEFORE {event_name} ON {q} FOR EACH ROW "
+                    f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{APPEND_ONLY}'"
+                )
+            )
+
+    def remove_append_only(self, conn: Connection, table: str) -> None:
+        for event_name in ("update", "delete"):
+            name = self.quote(conn, f"{table}_no_{event_name}")
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+
+    def is_retryable(self, exc: DBAPIError) -> bool:
+        return errors.error_number(exc.orig) in RETRYABLE
+
+    def is_configuration_error(self, exc: DBAPIError) -> bool:
+        return errors.error_number(exc.orig) in CONFIGURATION
+
+
+@compiles(strategies.AsBytes, *_DIALECTS)
+def _as_bytes(element: strategies.AsBytes, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS BINARY)"
+
+
+@strategies.compiles_as(strategies.Concat, *_DIALECTS)
+def _concat(element: strategies.Concat) -> ColumnElement[Any]:
+    return func.concat(*element.clauses.clauses)
+
+
+@strategies.compiles_as(strategies.HmacHex, *_DIALECTS)
+def _hmac_hex(element: strategies.HmacHex) -> ColumnElement[Any]:
+    inner = bindparam("hmac_inner", type_=LargeBinary())
+    outer = bindparam("hmac_outer", type_=LargeBinary())
+    # SHA2 returns hex; UNHEX gives the inner digest's bytes.
+    step = func.unhex(func.sha2(func.concat(inner, element.arg(0)), 256))
+    return func.lower(func.sha2(func.concat(outer, step), 256))
+
+
+@strategies.compiles_as(strategies.Mask, *_DIALECTS)
+def _mask(element: strategies.Mask) -> ColumnElement[Any]:
+    col, char, keep = element.arg(0), element.arg(1), element.keep
+    hidden = func.greatest(func.char_length(col) - keep, 0)
+    tail = func.right(col, keep) if keep else literal("")
+    return func.concat(func.repeat(char, hidden), tail)
+
+
+@strategies.compiles_as(strategies.TruncateIp, *_DIALECTS)
+def _truncate_ip(element: strategies.TruncateIp) -> ColumnElement[Any]:
+    col = element.arg(0)
+    v4 = func.concat(func.substring_index(col, ".", 3), ".0")
+    raw = func.inet6_aton(col)
+    v6 = func.inet6_ntoa(func.concat(func.substring(raw, 1, 6), func.unhex("00000000000000000000")))
+    return case(
+        (col.regexp_match(IPV4), v4),
+        (and_(col.regexp_match(IPV6), raw.is_not(None)), v6),
+        else_=literal(None, type_=String()),
+    )
+
+
+@strategies.compiles_as(strategies.TruncateDate, *_DIALECTS)
+def _truncate_date(element: strategies.TruncateDate) -> ColumnElement[Any]:
+    col = element.arg(0)
+    is_date_only = isinstance(col.type, Date) and not isinstance(col.type, DateTime)
+    month = "%m" if element.unit == "month" else "01"
+    fmt = f"%Y-{month}-01" + ("" if is_date_only else " 00:00:00")
+    return func.date_format(col, fmt)

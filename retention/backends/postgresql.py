@@ -1,0 +1,190 @@
+"""PostgreSQL: row locks, one array parameter for a list of keys, advisory locks.
+
+A session's waits for row locks are bounded (``lock_timeout``) and its clock is UTC. The
+hash strategy computes HMAC-SHA-256 from the built-in ``sha256`` with the pads bound
+(``pads.py``); ``truncate_ip`` goes through ``inet``, whose cast fails the whole UPDATE on
+a malformed address, so only exact address forms reach it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    LargeBinary,
+    String,
+    any_,
+    bindparam,
+    case,
+    cast,
+    event,
+    func,
+    literal,
+    text,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, INET
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import Date, DateTime
+
+from retention.backends import errors, strategies
+from retention.backends.addresses import IPV4, IPV6
+from retention.backends.defaults import APPEND_ONLY, DefaultBackend
+from retention.backends.registry import register
+from retention.errors import LockNotAcquired
+
+# Deadlock, serialisation failure, lock wait timed out: worth a retry.
+RETRYABLE = frozenset({"40P01", "40001", "55P03"})
+# Password refused, no such role, no such database.
+CONFIGURATION = frozenset({"28P01", "28000", "3D000"})
+
+
+def lock_id(scope: str, name: str) -> int:
+    """A stable signed 64-bit id for PostgreSQL's advisory lock functions."""
+    digest = hashlib.sha256(f"retention:{scope}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@register
+class PostgreSQLBackend(DefaultBackend):
+    dialect = "postgresql"
+
+    def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
+        if len(cols) == 1:
+            # One array parameter instead of one parameter per key.
+            return cols[0] == any_(bindparam(name, type_=ARRAY(cols[0].type)))  # type: ignore[no-any-return]
+        return super().keys_in(cols, name)
+
+    def install_session_setup(
+        self, engine: Engine, lock_timeout_ms: int, hash_key: bytes | None
+    ) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.close()
+            dbapi_connection.commit()
+
+    @contextmanager
+    def read_only(self, engine: Engine) -> Iterator[Connection]:
+        with engine.connect() as raw:
+            conn = raw.execution_options(postgresql_readonly=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def rule_lock(
+        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
+    ) -> Iterator[None]:
+        # A session-level advisory lock on a connection of its own, held for the duration.
+        key = lock_id(scope, name)
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()  # the lock is session-level; no transaction stays open
+            if not got:
+                raise LockNotAcquired(name)
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+
+    @contextmanager
+    def ddl_lock(self, engine: Engine, conn: Connection, name: str) -> Iterator[None]:
+        with conn.begin():
+            key = lock_id("audit-ddl", name)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            yield
+
+    def follow_explicit_keys(self, conn: Connection, table: str, column: str, top: int) -> None:
+        conn.execute(
+            text("SELECT setval(pg_get_serial_sequence(:table, :column), :top)"),
+            {"table": table, "column": column, "top": top},
+        )
+
+    def install_append_only(self, conn: Connection, table: str) -> None:
+        q = self.quote(conn, table)
+        trigger = self.quote(conn, f"{table}_append_only")
+        conn.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION retention_append_only() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{APPEND_ONLY}' USING ERRCODE = 'insufficient_privilege'; "
+                "END $$"
+            )
+        )
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger} ON {q}"))
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {q} "
+                "FOR EACH ROW EXECUTE FUNCTION retention_append_only()"
+            )
+        )
+        truncate = self.quote(conn, f"{table}_no_truncate")
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {truncate} ON {q}"))
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {q} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION retention_append_only()"
+            )
+        )
+
+    def remove_append_only(self, conn: Connection, table: str) -> None:
+        q = self.quote(conn, table)
+        for suffix in ("append_only", "no_truncate"):
+            trigger = self.quote(conn, f"{table}_{suffix}")
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger} ON {q}"))
+
+    def is_retryable(self, exc: DBAPIError) -> bool:
+        return errors.sqlstate(exc.orig) in RETRYABLE
+
+    def is_configuration_error(self, exc: DBAPIError) -> bool:
+        return errors.sqlstate(exc.orig) in CONFIGURATION
+
+
+@strategies.compiles_as(strategies.HmacHex, "postgresql")
+def _hmac_hex(element: strategies.HmacHex) -> ColumnElement[Any]:
+    inner = bindparam("hmac_inner", type_=LargeBinary())
+    outer = bindparam("hmac_outer", type_=LargeBinary())
+    message = func.convert_to(element.arg(0), literal("UTF8"))
+    step = func.sha256(type_coerce(inner, LargeBinary()).op("||")(message))
+    return func.encode(func.sha256(type_coerce(outer, LargeBinary()).op("||")(step)), "hex")
+
+
+@strategies.compiles_as(strategies.Mask, "postgresql")
+def _mask(element: strategies.Mask) -> ColumnElement[Any]:
+    col, char, keep = element.arg(0), element.arg(1), element.keep
+    hidden = func.greatest(func.char_length(col) - keep, 0)
+    tail = func.right(col, keep) if keep else literal("")
+    return func.repeat(char, hidden).op("||")(tail)
+
+
+@strategies.compiles_as(strategies.TruncateIp, "postgresql")
+def _truncate_ip(element: strategies.TruncateIp) -> ColumnElement[Any]:
+    col = element.arg(0)
+    inet = cast(col, INET())
+
+    def net(bits: int) -> Any:
+        return func.host(func.network(func.set_masklen(inet, bits)))
+
+    return case(
+        (col.regexp_match(IPV4), net(24)),
+        (col.regexp_match(IPV6), net(48)),
+        else_=literal(None, type_=String()),
+    )
+
+
+@strategies.compiles_as(strategies.TruncateDate, "postgresql")
+def _truncate_date(element: strategies.TruncateDate) -> ColumnElement[Any]:
+    col = element.arg(0)
+    truncated = func.date_trunc(element.unit, col)
+    if isinstance(col.type, Date) and not isinstance(col.type, DateTime):
+        return cast(truncated, col.type)
+    return truncated

@@ -1,0 +1,178 @@
+"""SQLite: one file, one writer at a time.
+
+Transactions are begun explicitly (``BEGIN IMMEDIATE`` for writing, so a batch never fails
+half-way on SQLITE_BUSY upgrading a read lock); rows are not locked one by one. The
+anonymisation strategies call Python functions registered on each connection
+(``sqlite_functions``), which hold the hash key: no pads are bound. A rule's lock is an
+exclusive ``flock`` on a file next to the database, held for the whole run (SQLite's own
+locks last one transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    String,
+    bindparam,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from retention.backends import errors, strategies
+from retention.backends.defaults import APPEND_ONLY, DefaultBackend
+from retention.backends.registry import register
+from retention.backends.sqlite_functions import register_functions
+from retention.backends.types import JsonList
+from retention.errors import LockNotAcquired
+
+
+@register
+class SQLiteBackend(DefaultBackend):
+    dialect = "sqlite"
+    locks_rows = False
+    is_server = False
+
+    def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
+        if len(cols) == 1 and isinstance(cols[0].type, Integer | String):
+            # One JSON parameter instead of one placeholder per key (measured: ~23 ms a
+            # statement saved at 5000 keys).
+            items = func.json_each(bindparam(name, type_=JsonList())).table_valued("value")
+            return cols[0].in_(select(items.c.value))  # type: ignore[no-any-return]
+        return super().keys_in(cols, name)
+
+    def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
+        # One connection per checkout: file locks are per connection, and SQLite
+        # connections are cheap.
+        return {"connect_args": {"timeout": lock_timeout_ms / 1000}, "poolclass": NullPool}
+
+    def install_session_setup(
+        self, engine: Engine, lock_timeout_ms: int, hash_key: bytes | None
+    ) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Transactions are begun explicitly (below); the driver must not begin them
+            # on its own.
+            dbapi_connection.isolation_level = None
+            cur = dbapi_connection.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+            register_functions(dbapi_connection, hash_key)
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # Take the write lock at the start, so a batch never fails half-way on
+            # SQLITE_BUSY when upgrading a read lock.
+            # A read-only connection (plan, verify) begins a deferred transaction instead.
+            readonly = conn.get_execution_options().get("retention_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    @contextmanager
+    def read_only(self, engine: Engine) -> Iterator[Connection]:
+        with engine.connect() as raw:
+            conn = raw.execution_options(retention_readonly=True)
+            conn.exec_driver_sql("PRAGMA query_only = 1")
+            conn.commit()
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.exec_driver_sql("PRAGMA query_only = 0")
+                conn.commit()
+
+    def secret_params(self, hash_key: bytes) -> dict[str, Any]:
+        return {}  # the registered retention_hmac function holds the key
+
+    @contextmanager
+    def rule_lock(
+        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
+    ) -> Iterator[None]:
+        path = _lock_path(engine, scope, name)
+        if path is None:  # an in-memory database belongs to one process
+            yield
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockNotAcquired(name) from None
+            try:
+                yield
+            finally:
+                if forget:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # ddl_lock: the default; the write transaction (BEGIN IMMEDIATE) is exclusive.
+
+    def install_append_only(self, conn: Connection, table: str) -> None:
+        q = self.quote(conn, table)
+        for event_name in ("UPDATE", "DELETE"):
+            name = self.quote(conn, f"{table}_no_{event_name.lower()}")
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {event_name} ON {q} "
+                    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"
+                )
+            )
+
+    def remove_append_only(self, conn: Connection, table: str) -> None:
+        for event_name in ("update", "delete"):
+            name = self.quote(conn, f"{table}_no_{event_name}")
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+
+    def is_retryable(self, exc: DBAPIError) -> bool:
+        return "database is locked" in str(exc.orig).lower()
+
+    def is_connect_failure(self, exc: DBAPIError) -> bool:
+        if isinstance(exc.orig, sqlite3.OperationalError) and not exc.connection_invalidated:
+            return "unable to open database" in str(exc.orig).lower()
+        return errors.unreachable(exc)
+
+
+def _lock_path(engine: Engine, scope: str, rule: str) -> str | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    digest = hashlib.sha256(f"{scope}:{rule}".encode()).hexdigest()[:16]
+    return f"{os.path.abspath(database)}.retention-{digest}.lock"
+
+
+@strategies.compiles_as(strategies.HmacHex, "sqlite")
+def _hmac_hex(element: strategies.HmacHex) -> ColumnElement[Any]:
+    return func.retention_hmac(element.arg(0))
+
+
+@strategies.compiles_as(strategies.Mask, "sqlite")
+def _mask(element: strategies.Mask) -> ColumnElement[Any]:
+    return func.retention_mask(element.arg(0), element.keep, element.arg(1))
+
+
+@strategies.compiles_as(strategies.TruncateIp, "sqlite")
+def _truncate_ip(element: strategies.TruncateIp) -> ColumnElement[Any]:
+    return func.retention_truncate_ip(element.arg(0))
+
+
+@strategies.compiles_as(strategies.TruncateDate, "sqlite")
+def _truncate_date(element: strategies.TruncateDate) -> ColumnElement[Any]:
+    return func.retention_truncate_date(element.arg(0), element.unit)
