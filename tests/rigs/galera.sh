@@ -202,6 +202,9 @@ cmd_start() {
         # unclean stop Galera marks the node unsafe to bootstrap, and we override that.
         [[ -f "$(node_dir 1)/grastate.dat" ]] \
             && sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$(node_dir 1)/grastate.dat"
+        # Node 1 is the source of truth; a joiner that had committed more before an
+        # unclean stop would refuse to join ("states diverged"), so it takes a full copy.
+        rm -f "$(node_dir 2)/grastate.dat" "$(node_dir 3)/grastate.dat"
         start_node 1 --wsrep-new-cluster
         grant_root_over_tcp
     fi

@@ -73,7 +73,8 @@ CONF
 make_primary() {
     [[ -f "$PRIMARY/PG_VERSION" ]] && return 0
     say "initialising the primary"
-    rm -rf "$PRIMARY"
+    # a standby copied from an earlier primary could never follow this new one
+    rm -rf "$PRIMARY" "$STANDBY"
     # trust on 127.0.0.1, replication included, as on the main server: a disposable rig
     as_pg "$BIN/initdb" -D "$PRIMARY" -U postgres --auth=trust --encoding=UTF8 \
         --locale=C.UTF-8 >"$BASE/initdb.log" 2>&1 \
