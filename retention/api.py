@@ -7,8 +7,8 @@ returns data or raises an error from ``retention.errors``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Dialect, Engine
 from retention import __version__
 from retention.audit.verify import Verified, verify_table
 from retention.audit.writer import AuditWriter, ensure_audit_tables
+from retention.backends import backend_for
 from retention.catalog import Catalog, reflect, suggest
 from retention.db import make_engine, reachable
 from retention.demo import create_demo
@@ -289,31 +290,9 @@ def _load_checked(settings: Settings) -> LoadedPolicy:
     return loaded
 
 
-@contextmanager
-def read_only(engine: Engine) -> Iterator[Connection]:
+def read_only(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection whose transaction cannot write, where the database can say so."""
-    backend = engine.dialect.name
-    with engine.connect() as raw:
-        conn = raw
-        if backend == "postgresql":
-            conn = raw.execution_options(postgresql_readonly=True)
-        elif backend == "mysql":
-            conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
-            conn.commit()
-        else:
-            conn = raw.execution_options(retention_readonly=True)
-            conn.exec_driver_sql("PRAGMA query_only = 1")
-            conn.commit()
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            if backend == "mysql":
-                conn.exec_driver_sql("SET SESSION TRANSACTION READ WRITE")
-                conn.commit()
-            elif backend == "sqlite":
-                conn.exec_driver_sql("PRAGMA query_only = 0")
-                conn.commit()
+    return backend_for(engine).read_only(engine)
 
 
 __all__ = [

@@ -16,7 +16,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -25,7 +24,8 @@ from sqlalchemy import (
     Text,
     inspect,
 )
-from sqlalchemy.dialects import mysql
+
+from retention.backends.types import timestamp
 
 ZERO_HASH = "0" * 64
 FIELDS = (
@@ -59,8 +59,7 @@ EVENTS = (
 JSON_FIELDS = ("dependents", "details")
 TIME_FIELDS = ("at", "cutoff")
 
-# Microseconds on every database: MySQL drops them unless the column keeps them.
-Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+Timestamp = timestamp()
 Count = BigInteger().with_variant(Integer, "sqlite")
 
 
