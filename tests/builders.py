@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from sqlalchemy import (
     Column,
     DateTime,
@@ -123,21 +123,37 @@ def feedback_schema(
 
 @dataclass(frozen=True)
 class Invocation:
+    """What a command left: its exit code, its two streams apart and together."""
+
     exit_code: int
     stdout: str
     stderr: str
-    result: Result
+    output: str
+    exception: BaseException | None
 
 
-def invoke(args: Sequence[str], env: Mapping[str, str] | None = None) -> Invocation:
-    """The CLI in-process; the logging it configures is put back afterwards."""
+def invoke(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    catch_exceptions: bool = False,
+) -> Invocation:
+    """The CLI in-process; the logging it configures is put back afterwards.
+
+    An exception other than the CLI's own exit propagates unless ``catch_exceptions``:
+    a bug shows as its traceback, not as exit code 1.
+    """
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     saved = structlog.get_config()
     try:
-        result = CliRunner().invoke(cli, list(args), env=dict(env or {}))
+        result = CliRunner().invoke(
+            cli, list(args), env=dict(env or {}), catch_exceptions=catch_exceptions
+        )
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
         structlog.configure(**saved)
-    return Invocation(result.exit_code, result.stdout, result.stderr, result)
+    return Invocation(
+        result.exit_code, result.stdout, result.stderr, result.output, result.exception
+    )

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from builders import write_policy
 from conftest import HASH_KEY
 from sqlalchemy import (
     Column,
@@ -52,12 +53,12 @@ def insert(engine: Engine, table: Table, rows: list[dict[str, Any]]) -> None:
         conn.execute(table.insert(), rows)
 
 
-def write_policy(settings: Settings, rule: str) -> None:
+def people_policy(rule: str) -> str:
     """A policy holding one anonymise rule on ``people``; ``rule`` is its YAML body.
 
     The guard admits a whole table: these tables are small and mostly due."""
     body = textwrap.indent(textwrap.dedent(rule).strip(), "    ")
-    settings.policy_file.write_text(
+    return (
         "version: 1\n"
         "rules:\n"
         "  - name: anonymise-people\n"
@@ -66,8 +67,7 @@ def write_policy(settings: Settings, rule: str) -> None:
         "    after: 30 days\n"
         "    action: anonymise\n"
         "    guard: {max_fraction: 1}\n"
-        f"{body}\n",
-        encoding="utf-8",
+        f"{body}\n"
     )
 
 
@@ -106,7 +106,7 @@ def test_null_strategy_stores_null(settings: Settings, engine: Engine) -> None:
         {"id": 1, "created_at": OLD, "email": "a@example.com"},
         {"id": 2, "created_at": FRESH, "email": "b@example.com"},
     ])  # fmt: skip
-    write_policy(settings, "set: {email: null}")
+    write_policy(settings.policy_file, people_policy("set: {email: null}"))
 
     assert run_once(settings) == 1
     assert column(engine, people, "email") == {1: None, 2: "b@example.com"}
@@ -115,7 +115,7 @@ def test_null_strategy_stores_null(settings: Settings, engine: Engine) -> None:
 def test_redact_strategy_stores_the_redacted_marker(settings: Settings, engine: Engine) -> None:
     people = make_people(engine, Column("note", String(100)))
     insert(engine, people, [{"id": 1, "created_at": OLD, "note": "call me at 5pm"}])
-    write_policy(settings, "set: {note: redact}")
+    write_policy(settings.policy_file, people_policy("set: {note: redact}"))
 
     assert run_once(settings) == 1
     assert column(engine, people, "note") == {1: "[redacted]"}
@@ -124,7 +124,7 @@ def test_redact_strategy_stores_the_redacted_marker(settings: Settings, engine: 
 def test_value_strategy_stores_the_fixed_value(settings: Settings, engine: Engine) -> None:
     people = make_people(engine, Column("city", String(100)))
     insert(engine, people, [{"id": 1, "created_at": OLD, "city": "Shenzhen"}])
-    write_policy(settings, "set: {city: {value: unknown-city}}")
+    write_policy(settings.policy_file, people_policy("set: {city: {value: unknown-city}}"))
 
     assert run_once(settings) == 1
     assert column(engine, people, "city") == {1: "unknown-city"}
@@ -140,7 +140,10 @@ def test_hash_strategy_stores_the_keyed_hmac_with_prefix_suffix_and_length(
         {"id": 2, "created_at": OLD, "name": "张伟"},
         {"id": 3, "created_at": OLD, "name": "Zoë O'Brien"},
     ])  # fmt: skip
-    write_policy(settings, "set: {name: {hash: {prefix: anon-, suffix: -x, length: 16}}}")
+    write_policy(
+        settings.policy_file,
+        people_policy("set: {name: {hash: {prefix: anon-, suffix: -x, length: 16}}}"),
+    )
 
     assert run_once(settings) == 3
     assert column(engine, people, "name") == {
@@ -155,7 +158,9 @@ def test_hash_strategy_without_parameters_stores_the_full_lowercase_hex_digest(
 ) -> None:
     people = make_people(engine, Column("token", String(100)))
     insert(engine, people, [{"id": 1, "created_at": OLD, "token": "tok-123"}])
-    write_policy(settings, "mark: anonymised_at\nset: {token: {hash: {}}}")
+    write_policy(
+        settings.policy_file, people_policy("mark: anonymised_at\nset: {token: {hash: {}}}")
+    )
 
     assert run_once(settings) == 1
     assert column(engine, people, "token") == {1: pseudonym("tok-123")}
@@ -170,7 +175,7 @@ def test_hash_strategy_gives_the_same_pseudonym_to_the_same_input(
         {"id": 2, "created_at": OLD, "email": "other@example.com"},
         {"id": 3, "created_at": OLD, "email": "same@example.com"},
     ])  # fmt: skip
-    write_policy(settings, "set: {email: {hash: {prefix: 'p-'}}}")
+    write_policy(settings.policy_file, people_policy("set: {email: {hash: {prefix: 'p-'}}}"))
 
     run_once(settings)
     emails = column(engine, people, "email")
@@ -181,7 +186,10 @@ def test_hash_strategy_gives_the_same_pseudonym_to_the_same_input(
 def test_hash_strategy_leaves_null_as_null(settings: Settings, engine: Engine) -> None:
     people = make_people(engine, Column("email", String(100)))
     insert(engine, people, [{"id": 1, "created_at": OLD, "email": None}])
-    write_policy(settings, "mark: anonymised_at\nset: {email: {hash: {prefix: 'p-'}}}")
+    write_policy(
+        settings.policy_file,
+        people_policy("mark: anonymised_at\nset: {email: {hash: {prefix: 'p-'}}}"),
+    )
 
     run_once(settings)
     assert column(engine, people, "email") == {1: None}
@@ -198,7 +206,10 @@ def test_mask_strategy_keeps_the_last_characters(settings: Settings, engine: Eng
         {"id": 4, "created_at": OLD, "phone": None},
         {"id": 5, "created_at": OLD, "phone": "微信号码wx_ab12"},
     ])  # fmt: skip
-    write_policy(settings, "mark: anonymised_at\nset: {phone: {mask: {keep_last: 4, char: '*'}}}")
+    write_policy(
+        settings.policy_file,
+        people_policy("mark: anonymised_at\nset: {phone: {mask: {keep_last: 4, char: '*'}}}"),
+    )
 
     assert run_once(settings) == 5
     assert column(engine, people, "phone") == {
@@ -215,7 +226,10 @@ def test_mask_strategy_with_keep_last_zero_hides_every_character(
 ) -> None:
     people = make_people(engine, Column("qq", String(40)))
     insert(engine, people, [{"id": 1, "created_at": OLD, "qq": "10001"}])
-    write_policy(settings, "mark: anonymised_at\nset: {qq: {mask: {keep_last: 0, char: '#'}}}")
+    write_policy(
+        settings.policy_file,
+        people_policy("mark: anonymised_at\nset: {qq: {mask: {keep_last: 0, char: '#'}}}"),
+    )
 
     run_once(settings)
     assert column(engine, people, "qq") == {1: "#####"}
@@ -232,7 +246,7 @@ def test_truncate_ip_keeps_the_ipv4_slash_24_and_the_ipv6_slash_48(
         {"id": 3, "created_at": OLD, "ip": "not an address"},
         {"id": 4, "created_at": OLD, "ip": None},
     ])  # fmt: skip
-    write_policy(settings, "mark: anonymised_at\nset: {ip: truncate_ip}")
+    write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     assert run_once(settings) == 4
     assert column(engine, people, "ip") == {
@@ -258,7 +272,7 @@ def test_truncate_ip_handles_every_textual_address_form(
 ) -> None:
     people = make_people(engine, Column("ip", String(64)))
     insert(engine, people, [{"id": 1, "created_at": OLD, "ip": address}])
-    write_policy(settings, "mark: anonymised_at\nset: {ip: truncate_ip}")
+    write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     run_once(settings)
     assert column(engine, people, "ip") == {1: network}
@@ -276,7 +290,7 @@ def test_truncate_ip_turns_address_like_garbage_into_null(
         {"id": 1, "created_at": OLD, "ip": garbage},
         {"id": 2, "created_at": OLD, "ip": "198.51.100.9"},
     ])  # fmt: skip
-    write_policy(settings, "mark: anonymised_at\nset: {ip: truncate_ip}")
+    write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     assert run_once(settings) == 2
     assert column(engine, people, "ip") == {1: None, 2: "198.51.100.0"}
@@ -292,11 +306,11 @@ def test_truncate_date_truncates_timestamps_to_the_month_and_the_year(
         "joined_at": datetime(2024, 8, 9, 23, 59, 59),
     }])  # fmt: skip
     write_policy(
-        settings,
-        """
+        settings.policy_file,
+        people_policy("""
         mark: anonymised_at
         set: {seen_at: {truncate_date: month}, joined_at: {truncate_date: year}}
-        """,
+        """),
     )
 
     run_once(settings)
@@ -313,11 +327,11 @@ def test_truncate_date_truncates_dates_to_the_month_and_the_year(
         {"id": 2, "created_at": OLD, "visit_day": None, "birthday": date(2000, 1, 1)},
     ])  # fmt: skip
     write_policy(
-        settings,
-        """
+        settings.policy_file,
+        people_policy("""
         mark: anonymised_at
         set: {visit_day: {truncate_date: month}, birthday: {truncate_date: year}}
-        """,
+        """),
     )
 
     run_once(settings)
@@ -334,7 +348,7 @@ def test_mark_is_set_to_the_runs_clock_as_naive_utc(settings: Settings, engine: 
         {"id": 1, "created_at": OLD, "ip": "203.0.113.77"},
         {"id": 2, "created_at": FRESH, "ip": "203.0.113.78"},
     ])  # fmt: skip
-    write_policy(settings, "mark: anonymised_at\nset: {ip: truncate_ip}")
+    write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     run_once(settings)
     assert column(engine, people, "anonymised_at") == {
@@ -350,7 +364,10 @@ def test_rows_with_a_mark_are_skipped_by_the_next_run(settings: Settings, engine
         {"id": 1, "created_at": OLD, "phone": "13800138000"},
         {"id": 2, "created_at": OLD, "phone": "13900139000"},
     ])  # fmt: skip
-    write_policy(settings, "mark: anonymised_at\nset: {phone: {mask: {keep_last: 4}}}")
+    write_policy(
+        settings.policy_file,
+        people_policy("mark: anonymised_at\nset: {phone: {mask: {keep_last: 4}}}"),
+    )
     assert run_once(settings) == 2
     after_first = raw_rows(engine, "people")
 
@@ -366,7 +383,7 @@ def test_a_row_marked_before_the_first_run_is_not_due(settings: Settings, engine
         {"id": 1, "created_at": OLD, "ip": "203.0.113.77", "anonymised_at": OLD},
         {"id": 2, "created_at": OLD, "ip": "203.0.113.78", "anonymised_at": None},
     ])  # fmt: skip
-    write_policy(settings, "mark: anonymised_at\nset: {ip: truncate_ip}")
+    write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 1
     assert run_once(settings) == 1
@@ -399,7 +416,7 @@ def test_without_mark_a_second_run_finds_nothing_due(settings: Settings, engine:
          "city": "Wuhan", "name": f"user {i}"}
         for i in (1, 2, 3)
     ])  # fmt: skip
-    write_policy(settings, RECOGNISABLE)
+    write_policy(settings.policy_file, people_policy(RECOGNISABLE))
     assert run_once(settings) == 3
     after_first = raw_rows(engine, "people")
 
@@ -422,7 +439,7 @@ def test_without_mark_rows_already_holding_every_result_are_not_due(
         {"id": 5, "created_at": OLD, **done, "city": None},
         {"id": 6, "created_at": OLD, **done, "name": "not-a-pseudonym"},
     ])  # fmt: skip
-    write_policy(settings, RECOGNISABLE)
+    write_policy(settings.policy_file, people_policy(RECOGNISABLE))
     before = raw_rows(engine, "people")
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 4
@@ -444,7 +461,7 @@ def test_a_hash_prefix_with_like_wildcards_is_matched_literally(
         {"id": 1, "created_at": OLD, "name": "a_%done"},
         {"id": 2, "created_at": OLD, "name": "aXYpending"},
     ])  # fmt: skip
-    write_policy(settings, "set: {name: {hash: {prefix: 'a_%'}}}")
+    write_policy(settings.policy_file, people_policy("set: {name: {hash: {prefix: 'a_%'}}}"))
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 1
     assert run_once(settings) == 1
@@ -467,7 +484,7 @@ def test_a_result_is_recognised_only_exactly_not_ignoring_case(
         {"id": 3, "created_at": OLD, **done, "city": "Unknown-City"},
         {"id": 4, "created_at": OLD, **done},
     ])  # fmt: skip
-    write_policy(settings, RECOGNISABLE)
+    write_policy(settings.policy_file, people_policy(RECOGNISABLE))
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 3
     assert run_once(settings) == 3
@@ -494,11 +511,11 @@ def test_only_the_set_columns_of_due_rows_change(settings: Settings, engine: Eng
     ]  # fmt: skip
     insert(engine, people, rows)
     write_policy(
-        settings,
-        """
+        settings.policy_file,
+        people_policy("""
         mark: anonymised_at
         set: {email: null, phone: {mask: {keep_last: 4}}}
-        """,
+        """),
     )
     before = raw_rows(engine, "people")
 

@@ -73,18 +73,6 @@ def test_demo_writes_a_generated_hash_key_to_dot_env_when_none_is_set(tmp_path: 
     assert oct((tmp_path / ".env").stat().st_mode & 0o777) == "0o600"
 
 
-def test_run_without_a_hash_key_exits_78_and_writes_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'd.db'}"
-    runner = CliRunner()
-    made = runner.invoke(cli, ["demo", "--database", url], env={"RETENTION_HASH_KEY": HASH_KEY})
-    assert made.exit_code == 0
-    before = (tmp_path / "d.db").read_bytes()
-    result = runner.invoke(cli, ["run", "--database", url, "--policy", str(POLICY)])
-    assert result.exit_code == 78
-    assert "RETENTION_HASH_KEY" in result.output
-    assert (tmp_path / "d.db").read_bytes() == before
-
-
 def test_the_database_password_is_masked_in_every_message() -> None:
     url = "postgresql+psycopg://app:s3cret-pw@127.0.0.1:1/nowhere"
     assert "s3cret-pw" not in mask_url(url)

@@ -7,7 +7,6 @@ database and asserts on the rows that are left and on the audit records written.
 from __future__ import annotations
 
 import json
-import logging
 import multiprocessing
 import os
 import re
@@ -19,17 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
-import structlog
-from click.testing import CliRunner
+from builders import Invocation, feedback_schema, write_policy
 from conftest import HASH_KEY
 from sqlalchemy import (
     Column,
     DateTime,
     Engine,
-    ForeignKey,
     Integer,
-    MetaData,
     String,
     Table,
     insert,
@@ -43,22 +40,9 @@ from retention.cli import cli
 from retention.locks import rule_lock
 from retention.settings import Settings
 
-META = MetaData()
-FEEDBACK = Table(
-    "feedback",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("user_id", Integer, nullable=False),
-    Column("submitted_at", DateTime, nullable=False),
-    Column("body", String(100)),
-)
-CONTACTS = Table(
-    "feedback_contacts",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("feedback_id", Integer, ForeignKey("feedback.id"), nullable=False),
-    Column("email", String(100)),
-)
+META = feedback_schema(feedback=["user_id", "body"], contacts=["email"], holds=True)
+FEEDBACK, CONTACTS = META.tables["feedback"], META.tables["feedback_contacts"]
+HOLDS = META.tables["legal_holds"]
 ACCESS_LOG = Table(
     "access_log",
     META,
@@ -71,13 +55,6 @@ SESSIONS = Table(
     META,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("created_at", DateTime, nullable=False),
-)
-HOLDS = Table(
-    "legal_holds",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("subject_id", Integer, nullable=False),
-    Column("released_at", DateTime, nullable=True),
 )
 RECORDS = audit_tables("retention_audit")[1]
 
@@ -158,9 +135,7 @@ def build(
         conn.execute(insert(SESSIONS), [
             {"id": i, "created_at": old if is_due(i) else new} for i in ids
         ])  # fmt: skip
-    settings.policy_file.write_text(
-        POLICY.format(batch_size=batch_size, sleep=sleep), encoding="utf-8"
-    )
+    write_policy(settings.policy_file, POLICY.format(batch_size=batch_size, sleep=sleep))
 
 
 def ids_in(engine: Engine, table: Table) -> set[int]:
@@ -179,26 +154,19 @@ def with_changes(settings: Settings, **changes: Any) -> Settings:
 
 
 @pytest.fixture
-def invoke() -> Iterator[Callable[..., Any]]:
-    """Run the CLI in-process; the logging it configures is put back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    saved = structlog.get_config()
-    runner = CliRunner()
+def invoke() -> Callable[..., Invocation]:
+    """Run the CLI in-process against the test database and policy."""
 
-    def call(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Any:
+    def call(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Invocation:
         base = {
             "RETENTION_HASH_KEY": HASH_KEY,
             "RETENTION_DATABASE_URL": settings.database_url.get_secret_value(),
             "RETENTION_POLICY_FILE": str(settings.policy_file),
             "RETENTION_LOG_FORMAT": "json",
         }
-        return runner.invoke(cli, list(args), env={**base, **(env or {})})
+        return builders.invoke(args, {**base, **(env or {})}, catch_exceptions=True)
 
-    yield call
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**saved)
+    return call
 
 
 # --- three runs at once ---------------------------------------------------------------

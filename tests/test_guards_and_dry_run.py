@@ -5,17 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
-from click.testing import CliRunner, Result
+from builders import Invocation, feedback_schema, write_policy
 from conftest import HASH_KEY
 from sqlalchemy import (
     Column,
     DateTime,
     Engine,
-    ForeignKey,
     Integer,
     MetaData,
     String,
@@ -28,7 +27,6 @@ from sqlalchemy import (
 )
 
 from retention import api
-from retention.cli import cli
 from retention.settings import Settings
 
 # The CLI reads the real clock, so due rows are long past and fresh rows far ahead.
@@ -40,22 +38,8 @@ RULE = "feedback-after-3-months"
 
 def make_feedback(engine: Engine, *, due: int = 6, fresh: int = 4) -> Table:
     """``feedback`` with ``due`` old and ``fresh`` new rows, and one contact per row."""
-    meta = MetaData()
-    feedback = Table(
-        "feedback",
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("submitted_at", DateTime, nullable=False),
-        Column("channel", String(40), nullable=False),
-        Column("body", String(200)),
-    )
-    contacts = Table(
-        "feedback_contacts",
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("feedback_id", Integer, ForeignKey("feedback.id"), nullable=False),
-        Column("phone", String(40)),
-    )
+    meta = feedback_schema(feedback=["channel", "body200"], contacts=["phone"])
+    feedback, contacts = meta.tables["feedback"], meta.tables["feedback_contacts"]
     with engine.begin() as conn:
         meta.create_all(conn)
     add_feedback(engine, feedback, range(1, due + 1), OLD)
@@ -76,9 +60,8 @@ def add_feedback(engine: Engine, feedback: Table, ids: Any, when: datetime) -> N
         conn.execute(feedback.insert(), rows)
 
 
-def write_policy(settings: Settings, *, guard: str, extra: str = "") -> Path:
-    settings.policy_file.write_text(
-        f"""\
+def guard_policy(*, guard: str, extra: str = "") -> str:
+    return f"""\
 version: 1
 rules:
   - name: {RULE}
@@ -90,10 +73,7 @@ rules:
     cascade:
       - table: feedback_contacts
         on: {{feedback_id: id}}
-{extra}""",
-        encoding="utf-8",
-    )
-    return settings.policy_file
+{extra}"""
 
 
 def checksum(url: str) -> dict[str, str]:
@@ -130,12 +110,11 @@ def audit_records(engine: Engine) -> list[dict[str, Any]]:
         ]
 
 
-def invoke(settings: Settings, *args: str, hash_key: str | None = HASH_KEY) -> Result:
+def invoke(settings: Settings, *args: str, hash_key: str | None = HASH_KEY) -> Invocation:
     """The CLI against the test database and policy, with the hash key in the environment."""
     env = {"RETENTION_HASH_KEY": hash_key} if hash_key is not None else {}
     url = settings.database_url.get_secret_value()
-    command = [*args, "--database", url, "--policy", str(settings.policy_file)]
-    return CliRunner().invoke(cli, command, env=env, catch_exceptions=False)
+    return builders.invoke([*args, "--database", url, "--policy", str(settings.policy_file)], env)
 
 
 # --- guards ---------------------------------------------------------------------------
@@ -150,7 +129,7 @@ def test_a_tripped_guard_writes_nothing_and_records_why(
 ) -> None:
     """6 of 10 rows due trips max_rows 5, and trips max_fraction 0.5."""
     make_feedback(engine)
-    write_policy(settings, guard=guard)
+    write_policy(settings.policy_file, guard_policy(guard=guard))
     url = settings.database_url.get_secret_value()
     before = checksum(url)
 
@@ -172,7 +151,7 @@ def test_a_tripped_guard_writes_nothing_and_records_why(
 
 def test_a_tripped_guard_exits_3(settings: Settings, engine: Engine) -> None:
     make_feedback(engine)
-    write_policy(settings, guard="{max_rows: 5}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_rows: 5}"))
 
     result = invoke(settings, "run")
 
@@ -184,7 +163,7 @@ def test_override_guard_lifts_the_guard_for_one_run_and_the_audit_log_says_so(
     settings: Settings, engine: Engine
 ) -> None:
     feedback = make_feedback(engine, due=3, fresh=7)
-    write_policy(settings, guard="{max_rows: 2}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_rows: 2}"))
 
     overridden = invoke(settings, "run", "--override-guard", RULE)
 
@@ -206,7 +185,7 @@ def test_override_guard_lifts_the_guard_for_one_run_and_the_audit_log_says_so(
 
 def test_plan_shows_a_guard_that_would_trip_and_exits_0(settings: Settings, engine: Engine) -> None:
     make_feedback(engine)
-    write_policy(settings, guard="{max_rows: 5}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_rows: 5}"))
 
     result = invoke(settings, "plan", "--output", "json")
 
@@ -248,7 +227,9 @@ def test_plan_and_dry_run_leave_every_table_byte_identical(
 ) -> None:
     """No audit table is created either."""
     make_feedback(engine)
-    write_policy(settings, guard="{max_fraction: 1}", extra=ANONYMISE_RULE)
+    write_policy(
+        settings.policy_file, guard_policy(guard="{max_fraction: 1}", extra=ANONYMISE_RULE)
+    )
     url = settings.database_url.get_secret_value()
     before = checksum(url)
 
@@ -263,7 +244,9 @@ def test_plan_and_dry_run_leave_an_existing_audit_log_byte_identical(
     settings: Settings, engine: Engine
 ) -> None:
     feedback = make_feedback(engine)
-    write_policy(settings, guard="{max_fraction: 1}", extra=ANONYMISE_RULE)
+    write_policy(
+        settings.policy_file, guard_policy(guard="{max_fraction: 1}", extra=ANONYMISE_RULE)
+    )
     assert invoke(settings, "run").exit_code == 0
     add_feedback(engine, feedback, range(20, 23), OLD)
     url = settings.database_url.get_secret_value()
@@ -281,7 +264,7 @@ def test_plan_output_json_is_exactly_one_json_document_with_the_counts(
     settings: Settings, engine: Engine
 ) -> None:
     make_feedback(engine)
-    write_policy(settings, guard="{max_fraction: 1}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_fraction: 1}"))
 
     result = invoke(settings, "plan", "--output", "json", "--show-sql")
 
@@ -314,7 +297,8 @@ def test_show_sql_has_placeholders_and_never_a_key_a_value_or_the_secret(
         conn.execute(tickets.insert(), [
             {"id": 77310 + i, "owner": "canary-7731", "opened_at": OLD} for i in range(3)
         ])  # fmt: skip
-    settings.policy_file.write_text(
+    write_policy(
+        settings.policy_file,
         """\
 version: 1
 rules:
@@ -342,7 +326,6 @@ rules:
     guard: {max_fraction: 1}
     set: {owner: {hash: {prefix: canary-prefix-, suffix: canary-7731}}}
 """,
-        encoding="utf-8",
     )
 
     for output in ("text", "json"):
@@ -374,7 +357,7 @@ def test_an_unknown_rule_name_exits_2_and_writes_nothing(
     settings: Settings, engine: Engine, command: list[str]
 ) -> None:
     make_feedback(engine)
-    write_policy(settings, guard="{max_fraction: 1}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_fraction: 1}"))
     url = settings.database_url.get_secret_value()
     before = checksum(url)
 
@@ -398,7 +381,7 @@ def test_an_invalid_policy_exits_78_and_writes_nothing(
     settings: Settings, engine: Engine, broken: str, complaint: str
 ) -> None:
     make_feedback(engine)
-    write_policy(settings, guard="{max_fraction: 1}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_fraction: 1}"))
     with settings.policy_file.open("a", encoding="utf-8") as fh:
         fh.write(broken)
     url = settings.database_url.get_secret_value()
@@ -416,7 +399,7 @@ def test_run_without_a_hash_key_exits_78_and_writes_nothing(
     settings: Settings, engine: Engine
 ) -> None:
     make_feedback(engine)
-    write_policy(settings, guard="{max_fraction: 1}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_fraction: 1}"))
     url = settings.database_url.get_secret_value()
     before = checksum(url)
 
@@ -439,12 +422,12 @@ def test_an_unreachable_database_exits_75_without_a_traceback(
     settings: Settings, engine: Engine, command: list[str]
 ) -> None:
     """The URL's password is not shown either."""
-    write_policy(settings, guard="{max_fraction: 1}")
+    write_policy(settings.policy_file, guard_policy(guard="{max_fraction: 1}"))
     url = UNREACHABLE[engine.dialect.name]
-    result = CliRunner().invoke(
-        cli,
+    result = builders.invoke(
         [*command, "--database", url, "--policy", str(settings.policy_file)],
-        env={"RETENTION_HASH_KEY": HASH_KEY},
+        {"RETENTION_HASH_KEY": HASH_KEY},
+        catch_exceptions=True,
     )
 
     assert result.exit_code == 75, result.output

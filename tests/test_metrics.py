@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import feedback_schema, write_policy
 from conftest import HASH_KEY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import (
     Column,
     DateTime,
     Engine,
-    ForeignKey,
     Integer,
-    MetaData,
     String,
     Table,
     insert,
@@ -52,19 +51,8 @@ RETENTION = str(Path(sys.executable).with_name("retention"))
 FEEDBACK_RULE = "feedback-after-3-months"
 ACCESS_RULE = "access-log-ip-after-30-days"
 
-META = MetaData()
-FEEDBACK = Table(
-    "feedback",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("submitted_at", DateTime, nullable=False),
-)
-CONTACTS = Table(
-    "feedback_contacts",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("feedback_id", Integer, ForeignKey("feedback.id"), nullable=False),
-)
+META = feedback_schema()
+FEEDBACK, CONTACTS = META.tables["feedback"], META.tables["feedback_contacts"]
 ACCESS_LOG = Table(
     "access_log",
     META,
@@ -269,12 +257,12 @@ def database(settings: Settings, engine: Engine) -> Settings:
             {"id": i, "logged_at": at, "ip_address": f"203.0.113.{i}"}
             for i, at in enumerate(stamps, 1)
         ])  # fmt: skip
-    write_policy(settings, max_rows=1_000_000)
+    write_policy(settings.policy_file, metrics_policy(max_rows=1_000_000))
     return settings
 
 
-def write_policy(settings: Settings, *, max_rows: int) -> None:
-    settings.policy_file.write_text(POLICY.format(max_rows=max_rows), encoding="utf-8")
+def metrics_policy(*, max_rows: int) -> str:
+    return POLICY.format(max_rows=max_rows)
 
 
 @dataclass
@@ -370,7 +358,7 @@ def test_a_run_pings_start_before_it_begins_and_its_exit_code_at_the_end(
 @sqlite_only
 def test_a_run_with_an_invalid_policy_pings_78(database: Settings, sink: Sink) -> None:
     """Nothing was done, and the ping says why: exit code 78."""
-    database.policy_file.write_text("version: 1\nrules: []\n", encoding="utf-8")
+    write_policy(database.policy_file, "version: 1\nrules: []\n")
     outcome = retention_run(database, RETENTION_PING_URL=sink.url)
     assert outcome.code == 78, outcome.stderr
     assert sink.paths() == ["/start", "/78"]
@@ -379,7 +367,7 @@ def test_a_run_with_an_invalid_policy_pings_78(database: Settings, sink: Sink) -
 @sqlite_only
 def test_a_run_whose_guard_trips_pings_3(database: Settings, sink: Sink) -> None:
     """A guard that trips makes the run exit 3, and the end ping carries the 3."""
-    write_policy(database, max_rows=2)
+    write_policy(database.policy_file, metrics_policy(max_rows=2))
     outcome = retention_run(database, RETENTION_PING_URL=sink.url)
     assert outcome.code == 3, outcome.stderr
     assert sink.paths() == ["/start", "/3"]

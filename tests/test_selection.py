@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from builders import write_policy
 from conftest import BACKENDS, HASH_KEY, wipe
 from sqlalchemy import (
     BigInteger,
@@ -50,10 +51,10 @@ RECENT = datetime(2024, 6, 14, 8, 0, 0)  # naive UTC, within every period below
 # --- helpers ---------------------------------------------------------------------------
 
 
-def write_policy(settings: Settings, body: str, timezone: str = "UTC") -> None:
-    """A policy file whose guard never trips: these tests are about selection."""
+def selection_policy(body: str, timezone: str = "UTC") -> str:
+    """A policy whose guard never trips: these tests are about selection."""
     head = f"version: 1\ndefaults: {{guard: {{max_fraction: 1}}, timezone: {timezone}}}\n"
-    settings.policy_file.write_text(head + textwrap.dedent(body), encoding="utf-8")
+    return head + textwrap.dedent(body)
 
 
 def create(engine: Engine, meta: MetaData, rows: dict[Table, list[dict[str, Any]]]) -> None:
@@ -250,7 +251,7 @@ def conditions(
                 by_unless: rows,
             },
         )
-        write_policy(settings, policy)
+        write_policy(settings.policy_file, selection_policy(policy))
         report = api.plan(settings, now=NOW)
         result = api.run(settings, now=NOW)
         left_where = column_values(engine, by_where, "case_no", "id")
@@ -378,8 +379,8 @@ def test_related_nests_three_levels_deep_with_and_without_explicit_on(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: feedback
             table: feedback
@@ -401,7 +402,7 @@ def test_related_nests_three_levels_deep_with_and_without_explicit_on(
                             table: disputes
                             where: {resolved_at: {is_null: true}}
             action: delete
-        """,
+        """),
     )
 
     counts = api.plan(settings, now=NOW).rules[0].counts
@@ -441,8 +442,8 @@ def test_a_two_column_primary_key_is_walked_in_small_batches(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: pairs
             table: pairs
@@ -450,7 +451,7 @@ def test_a_two_column_primary_key_is_walked_in_small_batches(
             after: P30D
             batch_size: 2
             action: delete
-        """,
+        """),
     )
 
     outcome = api.run(settings, now=NOW).rules[0]
@@ -487,8 +488,8 @@ def test_sparse_integer_keys_are_walked_past_every_gap_in_small_batches(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: items
             table: items
@@ -498,7 +499,7 @@ def test_sparse_integer_keys_are_walked_past_every_gap_in_small_batches(
             action: delete
             cascade:
               - {table: notes, on: {item_id: id}, action: delete}
-        """,
+        """),
     )
 
     outcome = api.run(settings, now=NOW).rules[0]
@@ -533,8 +534,8 @@ def test_a_table_without_primary_key_is_walked_by_its_named_key(
     ]
     create(engine, meta, {loose: rows})
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: loose
             table: loose
@@ -543,7 +544,7 @@ def test_a_table_without_primary_key_is_walked_by_its_named_key(
             after: P30D
             batch_size: 2
             action: delete
-        """,
+        """),
     )
 
     outcome = api.run(settings, now=NOW).rules[0]
@@ -637,8 +638,8 @@ def test_cascades_handle_exactly_the_dependents_of_removed_rows(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         holds:
           table: legal_holds
           subject_column: subject_id
@@ -663,7 +664,7 @@ def test_cascades_handle_exactly_the_dependents_of_removed_rows(
                 on: {order_id: id}
                 action: anonymise
                 set: {ip: {value: hidden}, agent: null}
-        """,
+        """),
     )
     expected = {"order_items": 3, "item_notes": 4, "shipments": 2, "order_logs": 3}
 
@@ -730,8 +731,8 @@ def test_an_anonymise_rule_anonymises_its_cascade_for_exactly_the_rows_it_change
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: customers
             table: customers
@@ -744,7 +745,7 @@ def test_an_anonymise_rule_anonymises_its_cascade_for_exactly_the_rows_it_change
               - table: addresses
                 action: anonymise
                 set: {street: redact, zip: null}
-        """,
+        """),
     )
 
     assert api.plan(settings, now=NOW).rules[0].counts.dependents == {"addresses": 2}
@@ -796,8 +797,8 @@ def test_an_integer_unix_time_clock_is_due_strictly_before_the_cutoff(
         },
     )
     write_policy(
-        settings,
-        f"""\
+        settings.policy_file,
+        selection_policy(f"""\
         rules:
           - name: events
             table: events
@@ -805,7 +806,7 @@ def test_an_integer_unix_time_clock_is_due_strictly_before_the_cutoff(
             clock_unit: {unit}
             after: P30D
             action: delete
-        """,
+        """),
     )
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 2
@@ -840,8 +841,8 @@ def test_an_integer_clock_compares_with_a_cutoff_between_two_whole_units(
         {events: [{"id": 1, "ts": below - 1}, {"id": 2, "ts": below}, {"id": 3, "ts": below + 1}]},
     )
     write_policy(
-        settings,
-        f"""\
+        settings.policy_file,
+        selection_policy(f"""\
         rules:
           - name: events
             table: events
@@ -849,7 +850,7 @@ def test_an_integer_clock_compares_with_a_cutoff_between_two_whole_units(
             clock_unit: {unit}
             after: P30D
             action: delete
-        """,
+        """),
     )
 
     api.run(settings, now=now)
@@ -879,8 +880,8 @@ def test_a_null_clock_is_never_due(settings: Settings, engine: Engine) -> None:
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: things
             table: things
@@ -888,7 +889,7 @@ def test_a_null_clock_is_never_due(settings: Settings, engine: Engine) -> None:
             after: 0 days
             where: {kind: {ne: y}}
             action: delete
-        """,
+        """),
     )
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 2
@@ -925,8 +926,9 @@ def test_rows_one_second_either_side_of_a_calendar_cutoff_in_shanghai(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy(
+            """\
         rules:
           - name: feedback
             table: feedback
@@ -934,7 +936,8 @@ def test_rows_one_second_either_side_of_a_calendar_cutoff_in_shanghai(
             after: P3M
             action: delete
         """,
-        timezone="Asia/Shanghai",
+            timezone="Asia/Shanghai",
+        ),
     )
 
     report = api.plan(settings, now=now)
@@ -988,8 +991,8 @@ def test_an_active_hold_keeps_a_subjects_rows_and_a_lifted_or_null_one_does_not(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         holds:
           table: legal_holds
           subject_column: subject_id
@@ -1001,7 +1004,7 @@ def test_an_active_hold_keeps_a_subjects_rows_and_a_lifted_or_null_one_does_not(
             after: P30D
             hold_subject: user_id
             action: delete
-        """,
+        """),
     )
 
     counts = api.plan(settings, now=NOW).rules[0].counts
@@ -1048,8 +1051,8 @@ def test_a_foreign_key_without_cascade_stops_the_run_before_any_write(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: unrelated
             table: unrelated
@@ -1061,7 +1064,7 @@ def test_a_foreign_key_without_cascade_stops_the_run_before_any_write(
             clock: created_at
             after: P30D
             action: delete
-        """,
+        """),
     )
     before = snapshot(engine, parents, children, unrelated)
 
@@ -1101,8 +1104,8 @@ def test_an_anonymise_cascade_does_not_unblock_a_foreign_key_to_deleted_rows(
         },
     )
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: parents
             table: parents
@@ -1113,7 +1116,7 @@ def test_an_anonymise_cascade_does_not_unblock_a_foreign_key_to_deleted_rows(
               - table: children
                 action: anonymise
                 set: {note: redact}
-        """,
+        """),
     )
 
     with pytest.raises(PolicyError, match="children"):
@@ -1147,8 +1150,8 @@ def test_bounded_runs_converge_on_the_state_of_one_unbounded_run(
     create(engine, meta, dict.fromkeys(twins, rows))
     bounded, whole = twins
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: bounded
             table: bounded
@@ -1162,7 +1165,7 @@ def test_bounded_runs_converge_on_the_state_of_one_unbounded_run(
             after: P30D
             batch_size: 3
             action: delete
-        """,
+        """),
     )
 
     first = api.run(settings, rules=["bounded"], now=NOW, max_batches=2).rules[0]
@@ -1245,8 +1248,8 @@ def test_a_second_run_right_after_the_first_changes_nothing_and_reports_zero_row
         },
     )  # fmt: skip
     write_policy(
-        settings,
-        """\
+        settings.policy_file,
+        selection_policy("""\
         rules:
           - name: sessions
             table: sessions
@@ -1270,7 +1273,7 @@ def test_a_second_run_right_after_the_first_changes_nothing_and_reports_zero_row
               name: redact
               country: {value: XX}
               email: {hash: {prefix: "anon-"}}
-        """,
+        """),
     )
 
     first = {r.rule: r.rows for r in api.run(settings, now=NOW).rules}
