@@ -80,6 +80,11 @@ class Backend(Protocol):
         transaction and MySQL's must outlive its commit."""
         ...
 
+    # --- reading back -----------------------------------------------------------------
+    #: whether a column holds only values of its declared type (SQLite keeps any value,
+    #: so a timestamp column can hold text that does not parse as one)
+    enforces_column_types: ClassVar[bool]
+
     # --- the demo -------------------------------------------------------------------
     #: whether the database is on a server (not a file, nor the memory, of this process)
     is_server: ClassVar[bool]

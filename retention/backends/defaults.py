@@ -23,6 +23,7 @@ class DefaultBackend:
     locks_rows: ClassVar[bool] = True
     #: whether the database is a server (not a file, nor memory, of this process)
     is_server: ClassVar[bool] = True
+    enforces_column_types: ClassVar[bool] = True
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1:

@@ -47,6 +47,7 @@ class SQLiteBackend(DefaultBackend):
     dialect = "sqlite"
     locks_rows = False
     is_server = False
+    enforces_column_types = False
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1 and isinstance(cols[0].type, Integer | String):
