@@ -43,6 +43,13 @@ from retention.errors import LockNotAcquired
 RETRYABLE = frozenset({"40P01", "40001", "55P03"})
 # Password refused, no such role, no such database.
 CONFIGURATION = frozenset({"28P01", "28000", "3D000"})
+# The same refusals while connecting, where psycopg has no SQLSTATE, only libpq's text.
+_REFUSED_AT_CONNECT = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    'fatal:  role "',
+    'fatal:  database "',
+)
 
 
 def lock_id(scope: str, name: str) -> int:
@@ -146,7 +153,10 @@ class PostgreSQLBackend(DefaultBackend):
         return errors.sqlstate(exc.orig) in RETRYABLE
 
     def is_configuration_error(self, exc: DBAPIError) -> bool:
-        return errors.sqlstate(exc.orig) in CONFIGURATION
+        if errors.sqlstate(exc.orig) in CONFIGURATION:
+            return True
+        text = str(exc.orig).lower()
+        return any(marker in text for marker in _REFUSED_AT_CONNECT)
 
 
 @strategies.compiles_as(strategies.HmacHex, "postgresql")
