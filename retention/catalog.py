@@ -8,8 +8,8 @@ built from. So nothing the file says is ever pasted into SQL text.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import (
     Column,
@@ -34,6 +34,11 @@ class Catalog:
 
     metadata: MetaData
     default_schema: str | None
+    # Links resolved so far: the schema check, the planner and every rule's conditions
+    # ask for the same ones.
+    _links: dict[tuple[object, ...], tuple[dict[str, str] | None, str | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def table(self, name: str) -> Table | None:
         schema, _, bare = name.rpartition(".")
@@ -48,6 +53,17 @@ class Catalog:
 
     def suggest_table(self, name: str) -> str:
         return suggest(name, [t.split(".")[-1] for t in self.table_names()])
+
+    def link(
+        self, on: Mapping[str, str] | None, theirs: Table, ours: Table
+    ) -> tuple[dict[str, str] | None, str | None]:
+        """The ``on`` mapping {their column: our column}, or the one a single foreign key
+        between the two tables implies: (mapping, None), or (None, why there is none)."""
+        cache_key = (tuple(on.items()) if on else None, theirs, ours)
+        if cache_key not in self._links:
+            self._links[cache_key] = _resolve_link(on, theirs, ours)
+        mapping, reason = self._links[cache_key]
+        return (dict(mapping) if mapping is not None else None), reason
 
     def foreign_keys_to(self, target: Table) -> list[ForeignKeyConstraint]:
         """Every foreign key in the reflected schemas that points at ``target``."""
@@ -82,8 +98,22 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def column(table: Table, name: str) -> Column[object] | None:
-    return table.columns.get(name)
+def _resolve_link(
+    on: Mapping[str, str] | None, theirs: Table, ours: Table
+) -> tuple[dict[str, str] | None, str | None]:
+    if on:
+        return dict(on), None
+    links = links_between(theirs, ours) + [
+        fk for fk in links_between(ours, theirs) if theirs is not ours
+    ]
+    if len(links) != 1:
+        found = "no foreign key" if not links else f"{len(links)} foreign keys"
+        return None, f"{found} between {theirs.name} and {ours.name}: name the link in 'on'"
+    fk = links[0]
+    mapping = on_from_fk(fk)
+    if fk.parent is theirs:
+        return mapping, None
+    return {ref: local for local, ref in mapping.items()}, None
 
 
 def describe_type(col: Column[object]) -> str:

@@ -10,12 +10,14 @@ maps these classes to exit codes (SPEC section 4)::
     ├── UsageError                   2  an unknown ``--rule`` name and the like
     ├── DatabaseUnavailable         75  the database cannot be reached; retry later
     ├── RuleFailed                   1  a rule failed at run time (carries rule and table)
-    ├── GuardTripped                 3  a guard stopped a rule before it wrote anything
     ├── LockNotAcquired                 another run holds the rule (a skip, not a failure)
     ├── AuditTampered                4  ``audit verify`` found a broken chain
     └── DemoRefused                 78  ``demo`` would overwrite a database holding other tables
 
-Errors carry the rule, the table and counts as attributes, never a row's value.
+Errors carry the rule, the table and counts as attributes, never a row's value. A rule
+that fails, trips its guard or is skipped does not end the run: the executor turns those
+into the rule's ``Status`` (``retention.outcomes``), and ``RunResult.exit_code`` into the
+run's exit code.
 """
 
 from __future__ import annotations
@@ -92,20 +94,6 @@ class RuleFailed(RetentionError):
         self.reason = reason
         self.rows_done = rows_done
         super().__init__(f"rule '{rule}' on {table} failed after {rows_done} rows: {reason}")
-
-
-class GuardTripped(RetentionError):
-    """A guard stopped a rule before its first write (exit 3)."""
-
-    def __init__(self, rule: str, table: str, due: int, total: int, limit: str) -> None:
-        self.rule = rule
-        self.table = table
-        self.due = due
-        self.total = total
-        self.limit = limit
-        super().__init__(
-            f"rule '{rule}': guard tripped: {due} of {total} rows in {table} are due ({limit})"
-        )
 
 
 class LockNotAcquired(RetentionError):

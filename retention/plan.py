@@ -1,8 +1,12 @@
 """The plan as frozen data, and its rendering as SQL text.
 
-A plan holds, per rule, the very statement objects the executor runs. ``--show-sql``
-compiles those same objects for the target dialect: placeholders only, never a key, a
-value or a secret, because values are bound parameters compiled without ``literal_binds``.
+A plan holds, per rule, one ordered tuple of steps: the very statement objects the
+executor runs, in the order it runs them. ``--show-sql`` prints that same tuple, so what
+is shown cannot drift from what runs. SQL text has placeholders only, never a key, a value
+or a secret: values are bound parameters, compiled without ``literal_binds``.
+
+The executor binds values to the statements by the names below; the planner builds the
+statements with them. They are the protocol between the two.
 """
 
 from __future__ import annotations
@@ -10,28 +14,61 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 from sqlalchemy import Dialect, Executable, Table
 
 from retention.policy.model import Guard, Rule
 
+# Bound per batch by the executor.
+KEYS = "keys"  # the batch's keys, as read by the batch's selection
+PARENT_VALUES = "parent_values"  # the linked values of a cascade's parent rows
+UPTO = "upto"  # the top of the window of keys a batch looks in
+# Bound at planning time, named so ``--show-sql`` reads well.
+CUTOFF = "cutoff"
+MARK_TIME = "mark_time"
+# The HMAC pads of the ``hash`` strategy, bound per batch where no function holds the key.
+HMAC_INNER = "hmac_inner"
+HMAC_OUTER = "hmac_outer"
+
+
+def last_key(i: int) -> str:
+    """The name bound to the previous batch's last key, column ``i`` (keyset walking)."""
+    return f"last_{i}"
+
+
+class StepKind(Enum):
+    COUNT_SELECTION = "count_selection"  # rows past the cutoff: matched, kept_unless, kept_holds
+    COUNT_TOTAL = "count_total"  # rows in the table (for max_fraction)
+    COUNT_DEPENDENTS = "count_dependents"  # dependents of every due row (for plan)
+    KEY_TOP = "key_top"  # the highest key, which bounds the windows of keys
+    SELECT_FIRST = "select_first"
+    SELECT_WINDOW = "select_window"  # the next batch, within (last, upto]
+    SELECT_NEXT = "select_next"
+    SELECT_DEPENDENTS = "select_dependents"  # dependents' columns that their cascades link to
+    APPLY_DEPENDENTS = "apply_dependents"  # delete / anonymise / detach the dependents
+    APPLY = "apply"  # delete / anonymise the batch's rows, by KEYS
+
+
+#: the steps run inside each batch's transaction after its selection, in step order
+IN_BATCH = frozenset({StepKind.SELECT_DEPENDENTS, StepKind.APPLY_DEPENDENTS, StepKind.APPLY})
+
 
 @dataclass(frozen=True)
-class CascadePlan:
-    """Dependent rows of one cascade table, handled for exactly the parent rows of a batch."""
+class Step:
+    """One statement of a rule's plan, labelled as ``--show-sql`` shows it.
 
-    table: Table
-    action: str  # delete | anonymise | detach
-    link: dict[str, str]  # {this table's column: parent's column}
-    needs: tuple[str, ...]  # this table's columns its own cascades link to
-    select_links: Executable | None  # rows' ``needs`` for the parent values, locked
-    apply: Executable  # delete / update WHERE link IN :parent_values
-    count: Executable  # dependents of every due parent row (for plan)
-    children: tuple[CascadePlan, ...] = ()
+    A dependents' step binds ``PARENT_VALUES`` from rows read earlier in the batch: those
+    of the step at index ``source`` of the rule's steps, or the batch's own rows when
+    ``source`` is None; ``columns`` are the positions of the linked values in those rows.
+    """
 
-    @property
-    def name(self) -> str:
-        return self.table.fullname
+    kind: StepKind
+    label: str
+    statement: Executable
+    table: str
+    source: int | None = None
+    columns: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,24 +79,12 @@ class RulePlan:
     table: Table
     cutoff: datetime  # aware UTC
     key: tuple[str, ...]
-    fetch: tuple[str, ...]  # key columns, then parent-side columns of the cascades' links
-    select_first: Executable
-    select_next: Executable
-    apply: Executable  # delete / update WHERE key IN :keys
-    count_selection: Executable  # rows past the cutoff: matched, kept_unless, kept_holds
-    count_total: Executable
+    fetch: tuple[str, ...]  # what a batch's selection reads: key columns, then link columns
     batch_size: int
     sleep: float
     guard: Guard
     next_run: datetime | None
-    cascades: tuple[CascadePlan, ...] = ()
-    uses_hmac: bool = False
-    # MySQL/MariaDB, single integer key: the next batch is looked for in a window of keys
-    # (last, last + window] while that stays below the highest key read at the start.
-    # A bounded range lets MariaDB evaluate `[NOT] EXISTS` per row by primary key instead
-    # of materialising the whole related table for every batch.
-    key_top: Executable | None = None
-    select_window: Executable | None = None
+    steps: tuple[Step, ...]
 
     @property
     def name(self) -> str:
@@ -69,47 +94,19 @@ class RulePlan:
     def action(self) -> str:
         return self.rule.action
 
-    def statements(self) -> list[tuple[str, Executable]]:
-        """Every statement, labelled, in the order ``run`` executes them."""
-        out: list[tuple[str, Executable]] = [
-            (
-                "count rows past the cutoff: due, kept by unless, kept by holds",
-                self.count_selection,
-            ),
-            ("count rows in table (for max_fraction)", self.count_total),
-        ]
-        for cascade in _walk(self.cascades):
-            out.append((f"count dependents in {cascade.name}", cascade.count))
-        if self.key_top is not None:
-            out.append(("highest key (bounds the windows of keys)", self.key_top))
-        out.append(("select and lock the first batch", self.select_first))
-        if self.select_window is not None:
-            out.append(
-                ("select and lock the next batch within a window of keys", self.select_window)
-            )
-        out.append(("select and lock the next batch", self.select_next))
-        out.extend(_cascade_statements(self.cascades))
-        verb = "delete" if self.action == "delete" else "anonymise"
-        out.append((f"{verb} the batch's rows in {self.table.fullname}", self.apply))
-        return out
+    def step(self, kind: StepKind) -> Step | None:
+        """The plan's one step of ``kind`` (None when the plan has none)."""
+        return next((s for s in self.steps if s.kind is kind), None)
 
+    def statement(self, kind: StepKind) -> Executable:
+        """The statement of a step every plan has (counts, selections, apply)."""
+        step = self.step(kind)
+        if step is None:
+            raise LookupError(f"rule {self.name} has no {kind.value} step")
+        return step.statement
 
-def _walk(cascades: tuple[CascadePlan, ...]) -> list[CascadePlan]:
-    out: list[CascadePlan] = []
-    for cascade in cascades:
-        out.append(cascade)
-        out.extend(_walk(cascade.children))
-    return out
-
-
-def _cascade_statements(cascades: tuple[CascadePlan, ...]) -> list[tuple[str, Executable]]:
-    out: list[tuple[str, Executable]] = []
-    for cascade in cascades:
-        if cascade.select_links is not None:
-            out.append((f"select and lock dependents in {cascade.name}", cascade.select_links))
-        out.extend(_cascade_statements(cascade.children))
-        out.append((f"{cascade.action} dependents in {cascade.name}", cascade.apply))
-    return out
+    def steps_of(self, kind: StepKind) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.kind is kind)
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,7 @@ class Plan:
     rules: tuple[RulePlan, ...]
     now: datetime
     policy_sha256: str
-    dialect: str
+    dialect: str  # for display only
 
 
 def render(statement: Executable, dialect: Dialect) -> str:

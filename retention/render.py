@@ -11,6 +11,7 @@ from typing import Any
 
 from retention.api import PlanReport
 from retention.executor import RuleResult
+from retention.outcomes import Status
 from retention.plan import render
 from retention.runner import RunResult
 
@@ -40,8 +41,8 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
         }
         if show_sql:
             item["sql"] = [
-                {"step": label, "sql": render(stmt, report.dialect)}
-                for label, stmt in p.statements()
+                {"step": step.label, "sql": render(step.statement, report.dialect)}
+                for step in p.steps
             ]
         rules.append(item)
     return {
@@ -69,9 +70,9 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         lines.append(f"  guard          {guard}")
         lines.append(f"  next run       {_iso(p.next_run) or 'not scheduled'}")
         if show_sql:
-            for label, stmt in p.statements():
-                lines.append(f"  -- {label}")
-                lines.append(f"  {render(stmt, report.dialect)};")
+            for step in p.steps:
+                lines.append(f"  -- {step.label}")
+                lines.append(f"  {render(step.statement, report.dialect)};")
     return "\n".join(lines)
 
 
@@ -99,10 +100,10 @@ def rule_data(r: RuleResult) -> dict[str, Any]:
     }
 
 
-def run_data(result: RunResult, exit_code: int) -> dict[str, Any]:
+def run_data(result: RunResult) -> dict[str, Any]:
     return {
         "run_id": result.run_id,
-        "exit_code": exit_code,
+        "exit_code": int(result.exit_code),
         "interrupted": result.interrupted,
         "audit_head": result.head,
         "rules": [rule_data(r) for r in result.rules],
@@ -122,7 +123,7 @@ def run_text(result: RunResult) -> str:
             line += "; dependents " + ", ".join(f"{t}: {n}" for t, n in r.dependents.items())
         if r.stopped_by:
             line += f"; stopped by {r.stopped_by}, a later run continues"
-        if r.status == "guard_tripped":
+        if r.status == Status.GUARD_TRIPPED:
             line += f"; guard: {r.guard}"
         if r.guard_overridden:
             line += f"; guard overridden ({r.guard})"
@@ -133,7 +134,3 @@ def run_text(result: RunResult) -> str:
         lines.append("interrupted by a signal: the current batch finished; run again to continue")
     lines.append(f"audit head {result.head}")
     return "\n".join(lines)
-
-
-def run_exit_code(result: RunResult) -> int:
-    return result.exit_code

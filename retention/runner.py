@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 
+from retention.audit.records import key_fingerprint
 from retention.audit.writer import AuditWriter
 from retention.errors import LockNotAcquired
-from retention.executor import Control, Executor, RuleResult, describe_error
+from retention.executor import Control, Executor, RuleResult
 from retention.locks import rule_lock
 from retention.logs import get_logger
-from retention.plan import Plan, RulePlan
+from retention.outcomes import Event, ExitCode, Status
+from retention.plan import Plan
 
 log = get_logger("retention.runner")
 
@@ -31,19 +33,20 @@ class RunResult:
 
     @property
     def all_skipped(self) -> bool:
-        return bool(self.rules) and all(r.status == "skipped" for r in self.rules)
+        return bool(self.rules) and all(r.status == Status.SKIPPED for r in self.rules)
 
     @property
-    def exit_code(self) -> int:
-        """SPEC section 4: the first of 1, 3, 75 that applies, else 0."""
+    def exit_code(self) -> ExitCode:
+        """The one place a run's exit code is decided (SPEC section 4): the first of 1, 3,
+        75 that applies, else 0. Errors that end a command are mapped by the CLI."""
         statuses = {r.status for r in self.rules}
-        if "failed" in statuses:
-            return 1
-        if "guard_tripped" in statuses:
-            return 3
+        if Status.FAILED in statuses:
+            return ExitCode.FAILED
+        if Status.GUARD_TRIPPED in statuses:
+            return ExitCode.GUARD
         if self.interrupted or self.all_skipped:
-            return 75
-        return 0
+            return ExitCode.TEMPFAIL
+        return ExitCode.OK
 
 
 def run_plan(
@@ -68,9 +71,11 @@ def record_dead_runs(engine: Engine, audit: AuditWriter) -> list[str]:
     (SIGKILL, a crash, a lost machine) before it could record its end.
     """
     records = audit.records
-    ended = select(records.c.run_id).where(records.c.event.in_(("run_finished", "run_interrupted")))
+    ended = select(records.c.run_id).where(
+        records.c.event.in_((Event.RUN_FINISHED, Event.RUN_INTERRUPTED))
+    )
     unfinished = select(records.c.run_id).where(
-        records.c.event == "run_started", records.c.run_id.not_in(ended)
+        records.c.event == Event.RUN_STARTED, records.c.run_id.not_in(ended)
     )
     with engine.connect() as conn:
         candidates = [row.run_id for row in conn.execute(unfinished)]
@@ -83,7 +88,7 @@ def record_dead_runs(engine: Engine, audit: AuditWriter) -> list[str]:
                 # Re-checked under the lock: another run may have recorded it meanwhile.
                 if conn.execute(ended.where(records.c.run_id == run_id)).first() is not None:
                     continue
-                audit.append(conn, "run_interrupted", run_id=run_id, details={
+                audit.append(conn, Event.RUN_INTERRUPTED, run_id=run_id, details={
                     "reason": "the run ended without recording its end (killed or crashed)",
                     "found_by": audit.run_id,
                 })  # fmt: skip
@@ -104,9 +109,11 @@ def _run(
 ) -> RunResult:
     result = RunResult(audit.run_id)
     with engine.begin() as conn:
-        audit.append(conn, "run_started", details={
+        audit.append(conn, Event.RUN_STARTED, details={
             "rules": [r.name for r in plan.rules], "dialect": plan.dialect,
             "overridden_guards": sorted(override_guard) or None,
+            # Lets `audit find` and `verify` say a record was written under another key.
+            "key_fingerprint": key_fingerprint(hash_key),
         })  # fmt: skip
     log.info("run started", run_id=audit.run_id, rules=len(plan.rules))
     for rule_plan in plan.rules:
@@ -120,18 +127,15 @@ def _run(
             with rule_lock(engine, rule_plan.name):
                 outcome = executor.run_rule(rule_plan)
         except LockNotAcquired:
-            outcome = _not_run(engine, audit, rule_plan, "skipped", "lock held by another run")
-            log.info("rule skipped: held by another run", rule=rule_plan.name)
+            outcome = executor.skipped(rule_plan, "lock held by another run")
         except DBAPIError as exc:
-            # The executor records failures of its batches; one before them (counting
-            # behind a table lock, say) must fail this rule only, not the whole run.
-            outcome = _not_run(engine, audit, rule_plan, "failed", describe_error(exc))
-            log.error("rule failed", rule=rule_plan.name, error=outcome.error)
+            # Taking the rule's lock failed; the rule fails, the run goes on.
+            outcome = executor.failed(rule_plan, exc)
         result.rules.append(outcome)
-        if outcome.status == "interrupted":
+        if outcome.status == Status.INTERRUPTED:
             result.interrupted = True
             break
-    event = "run_interrupted" if result.interrupted else "run_finished"
+    event = Event.RUN_INTERRUPTED if result.interrupted else Event.RUN_FINISHED
     summary = {
         "rules": {r.rule: r.status for r in result.rules},
         "rows": sum(r.rows for r in result.rules),
@@ -144,21 +148,3 @@ def _run(
         raise
     log.info(event.replace("_", " "), run_id=audit.run_id, head=result.head, **summary)
     return result
-
-
-def _not_run(
-    engine: Engine, audit: AuditWriter, rule_plan: RulePlan, status: str, why: str
-) -> RuleResult:
-    """A rule the executor did not finish: 'skipped', or 'failed' outside its batches."""
-    failed = status == "failed"
-    outcome = RuleResult(
-        rule_plan.name, rule_plan.table.fullname, rule_plan.action, rule_plan.cutoff, status,
-        error=why if failed else None, next_run=rule_plan.next_run,
-    )  # fmt: skip
-    with engine.begin() as conn:
-        audit.append(
-            conn, "rule_failed" if failed else "rule_skipped", rule=rule_plan.name,
-            table_name=rule_plan.table.fullname, action=rule_plan.action,
-            cutoff=rule_plan.cutoff, details={"error": why} if failed else {"reason": why},
-        )  # fmt: skip
-    return outcome

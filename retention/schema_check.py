@@ -16,13 +16,11 @@ from sqlalchemy import Table
 
 from retention.catalog import (
     Catalog,
-    column,
     describe_type,
     is_datetime,
     is_integer,
     is_text,
     is_unique,
-    links_between,
     on_from_fk,
     suggest,
     text_length,
@@ -33,9 +31,9 @@ from retention.policy.model import (
     Cascade,
     ConditionMap,
     HashStrategy,
+    Holds,
     MaskStrategy,
     Policy,
-    Related,
     Rule,
     Strategy,
     Tests,
@@ -43,33 +41,11 @@ from retention.policy.model import (
     ValueStrategy,
     strategy_name,
 )
-
-
-def resolve_on(
-    on: Mapping[str, str] | None, theirs: Table, ours: Table
-) -> tuple[dict[str, str] | None, str | None]:
-    """The ``on`` mapping {their column: our column}, or implied by one foreign key.
-
-    Returns (mapping, None) or (None, reason).
-    """
-    if on:
-        return dict(on), None
-    links = links_between(theirs, ours) + [
-        fk for fk in links_between(ours, theirs) if theirs is not ours
-    ]
-    if len(links) != 1:
-        found = "no foreign key" if not links else f"{len(links)} foreign keys"
-        return None, f"{found} between {theirs.name} and {ours.name}: name the link in 'on'"
-    fk = links[0]
-    mapping = on_from_fk(fk)
-    if fk.parent is theirs:
-        return mapping, None
-    return {ref: local for local, ref in mapping.items()}, None
+from retention.policy.walk import Node, NodeKind, nodes, walk
 
 
 class _Checker:
-    def __init__(self, policy: Policy, catalog: Catalog, locator: Locator) -> None:
-        self.policy = policy
+    def __init__(self, catalog: Catalog, locator: Locator) -> None:
         self.catalog = catalog
         self.locator = locator
         self.problems: list[Problem] = []
@@ -84,19 +60,39 @@ class _Checker:
         return table
 
     def col(self, table: Table, name: str, path: Path) -> Any:
-        found = column(table, name)
+        found = table.columns.get(name)
         if found is None:
             hint = suggest(name, table.columns.keys())
             self.add(path, f"no column '{name}' in {table.name}{hint}")
         return found
 
+    def visit(self, node: Node) -> bool:
+        """Check one node; False (skip what is below) when its table does not exist."""
+        if node.kind is NodeKind.CONDITION:
+            table = self.catalog.table(node.table)
+            assert table is not None, "a condition is visited only when its table exists"
+            self.condition(node.item, table, node.path)
+            return True
+        table = self.table(node.table, (*node.path, "table"))
+        if table is None:
+            return False
+        if node.kind is NodeKind.RULE:
+            self.rule(node.item, table, node.path)
+        elif node.kind is NodeKind.HOLDS:
+            self.holds(node.item, table)
+        else:
+            assert node.links_to is not None
+            ours = self.catalog.table(node.links_to)
+            assert ours is not None, "a child is visited only when its parent's table exists"
+            if node.kind is NodeKind.RELATED:
+                self.link(node.item.on, table, ours, node.path)
+            else:
+                self.cascade(node.item, table, ours, node.path)
+        return True
+
     # -- rules ------------------------------------------------------------------------
 
-    def rule(self, i: int, rule: Rule) -> None:
-        at: Path = ("rules", i)
-        table = self.table(rule.table, (*at, "table"))
-        if table is None:
-            return
+    def rule(self, rule: Rule, table: Table, at: Path) -> None:
         if rule.key:
             for j, name in enumerate(rule.key):
                 key_col = self.col(table, name, (*at, "key", j))
@@ -111,10 +107,6 @@ class _Checker:
                 (*at, "table"), f"table {table.name} has no primary key: name the 'key' columns"
             )
         self.clock(rule, table, at)
-        if rule.where is not None:
-            self.condition(rule.where, table, (*at, "where"))
-        if rule.unless is not None:
-            self.condition(rule.unless, table, (*at, "unless"))
         if rule.hold_subject is not None:
             self.col(table, rule.hold_subject, (*at, "hold_subject"))
         if rule.action == "anonymise" and rule.set:
@@ -131,8 +123,6 @@ class _Checker:
                 self.add((*at, "mark"), f"mark '{rule.mark}' must be a nullable date/time column")
         if rule.action == "delete":
             self.blocking_keys(table, rule.cascade, (*at,))
-        for j, cascade in enumerate(rule.cascade):
-            self.cascade(cascade, table, (*at, "cascade", j))
 
     def clock(self, rule: Rule, table: Table, at: Path) -> None:
         clock = self.col(table, rule.clock, (*at, "clock"))
@@ -159,12 +149,8 @@ class _Checker:
 
     # -- conditions -------------------------------------------------------------------
 
-    def condition(self, cond: Any, table: Table, at: Path) -> None:
-        if isinstance(cond, list):
-            for j, item in enumerate(cond):
-                self.condition(item, table, (*at, j))
-            return
-        assert isinstance(cond, ConditionMap)
+    def condition(self, cond: ConditionMap, table: Table, at: Path) -> None:
+        """The columns one condition map tests (its nested conditions are nodes of their own)."""
         for name, test in cond.columns():
             col = self.col(table, name, (*at, name))
             if col is not None and isinstance(test, Tests):
@@ -174,36 +160,20 @@ class _Checker:
                             (*at, name, op),
                             f"{op} needs a date/time column; '{name}' is {describe_type(col)}",
                         )
-        if cond.related is not None:
-            self.related(cond.related, table, (*at, "related"))
-        for key, items in (("all", cond.all_), ("any", cond.any_)):
-            if items is not None:
-                for j, item in enumerate(items):
-                    self.condition(item, table, (*at, key, j))
-        if cond.not_ is not None:
-            self.condition(cond.not_, table, (*at, "not"))
-
-    def related(self, rel: Related, ours: Table, at: Path) -> None:
-        theirs = self.table(rel.table, (*at, "table"))
-        if theirs is None:
-            return
-        self.link(rel.on, theirs, ours, at)
-        if rel.where is not None:
-            self.condition(rel.where, theirs, (*at, "where"))
 
     def link(self, on: Mapping[str, str] | None, theirs: Table, ours: Table, at: Path) -> None:
-        mapping, reason = resolve_on(on, theirs, ours)
+        mapping, reason = self.catalog.link(on, theirs, ours)
         if mapping is None:
             self.add((*at, "table"), str(reason))
             return
         for their_name, our_name in mapping.items():
-            if column(theirs, their_name) is None:
+            if their_name not in theirs.columns:
                 hint = suggest(their_name, theirs.columns.keys())
                 # at the `on` key, as SPEC section 2's example shows
                 self.add(
                     (*at, "on"), f"no column '{their_name}' in {theirs.name}{hint}", at_key=True
                 )
-            if column(ours, our_name) is None:
+            if our_name not in ours.columns:
                 hint = suggest(our_name, ours.columns.keys())
                 self.add((*at, "on", their_name), f"no column '{our_name}' in {ours.name}{hint}")
 
@@ -219,15 +189,12 @@ class _Checker:
 
     # -- cascades and foreign keys ----------------------------------------------------
 
-    def cascade(self, cascade: Cascade, parent: Table, at: Path) -> None:
-        child = self.table(cascade.table, (*at, "table"))
-        if child is None:
-            return
+    def cascade(self, cascade: Cascade, child: Table, parent: Table, at: Path) -> None:
         self.link(cascade.on, child, parent, at)
-        mapping, _ = resolve_on(cascade.on, child, parent)
+        mapping, _ = self.catalog.link(cascade.on, child, parent)
         if cascade.action == "detach" and mapping:
             for name in mapping:
-                col = column(child, name)
+                col = child.columns.get(name)
                 if col is not None and not col.nullable:
                     self.add(
                         (*at, "action"),
@@ -237,8 +204,6 @@ class _Checker:
             self.strategies(cascade.set, child, (*at, "set"))
         if cascade.action == "delete":
             self.blocking_keys(child, cascade.cascade, at)
-        for j, grandchild in enumerate(cascade.cascade):
-            self.cascade(grandchild, child, (*at, "cascade", j))
 
     def blocking_keys(self, target: Table, cascades: list[Cascade], at: Path) -> None:
         """Every FK pointing at ``target`` must be handled, or the delete would fail."""
@@ -255,13 +220,13 @@ class _Checker:
                 child = self.catalog.table(cascade.table)
                 if child is not referencing or cascade.action == "anonymise":
                     continue  # an anonymised child keeps its reference: still blocks
-                mapping, _ = resolve_on(cascade.on, child, target)
+                mapping, _ = self.catalog.link(cascade.on, child, target)
                 if mapping is not None and mapping == fk_on:
                     covered = True
                     continue
                 named = (*at, "cascade", j, "on") if cascade.on else (*at, "cascade", j)
                 if mapping is not None and any(
-                    column(child, theirs) is None or column(target, ours) is None
+                    theirs not in child.columns or ours not in target.columns
                     for theirs, ours in mapping.items()
                 ):
                     misnamed = True
@@ -280,16 +245,8 @@ class _Checker:
                     f"{blocked}: add a cascade for {referencing.name} (or ON DELETE CASCADE)",
                 )
 
-    def holds(self) -> None:
-        holds = self.policy.holds
-        if holds is None:
-            return
-        table = self.table(holds.table, ("holds", "table"))
-        if table is None:
-            return
+    def holds(self, holds: Holds, table: Table) -> None:
         self.col(table, holds.subject_column, ("holds", "subject_column"))
-        if holds.active is not None:
-            self.condition(holds.active, table, ("holds", "active"))
 
 
 def strategy_misfit(strategy: Strategy, table: Table, col: Any) -> str | None:
@@ -329,41 +286,11 @@ def strategy_misfit(strategy: Strategy, table: Table, col: Any) -> str | None:
 
 def check_schema(policy: Policy, catalog: Catalog, locator: Locator) -> list[Problem]:
     """All problems of ``policy`` against ``catalog``; empty when it fits."""
-    checker = _Checker(policy, catalog, locator)
-    checker.holds()
-    for i, rule in enumerate(policy.rules):
-        checker.rule(i, rule)
+    checker = _Checker(catalog, locator)
+    walk(policy, checker.visit)
     return sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0))
 
 
 def policy_tables(policy: Policy) -> list[str]:
     """Every table a policy names, so the schemas they live in can be reflected."""
-    names: list[str] = []
-    if policy.holds is not None:
-        names.append(policy.holds.table)
-
-    def walk_condition(cond: Any) -> None:
-        if isinstance(cond, list):
-            for item in cond:
-                walk_condition(item)
-        elif isinstance(cond, ConditionMap):
-            if cond.related is not None:
-                names.append(cond.related.table)
-                walk_condition(cond.related.where)
-            for items in (cond.all_ or [], cond.any_ or []):
-                for item in items:
-                    walk_condition(item)
-            walk_condition(cond.not_)
-
-    def walk_cascade(cascade: Cascade) -> None:
-        names.append(cascade.table)
-        for child in cascade.cascade:
-            walk_cascade(child)
-
-    for rule in policy.rules:
-        names.append(rule.table)
-        walk_condition(rule.where)
-        walk_condition(rule.unless)
-        for cascade in rule.cascade:
-            walk_cascade(cascade)
-    return names
+    return [node.table for node in nodes(policy) if node.kind is not NodeKind.CONDITION]

@@ -29,7 +29,6 @@ from retention import api
 from retention.audit.records import audit_tables
 from retention.audit.writer import ensure_audit_tables
 from retention.cli import cli
-from retention.render import run_exit_code
 from retention.settings import Settings
 
 META = MetaData()
@@ -151,7 +150,7 @@ def test_max_batches_stops_every_rule_partial_and_a_later_run_converges(
         (TICKETS_RULE, "partial", 2, 8, "max_batches"),
         (VISITS_RULE, "partial", 2, 8, "max_batches"),
     ]
-    assert run_exit_code(first) == 0
+    assert first.exit_code == 0
     assert len(ids_in(engine, TICKETS)) == len(ids_in(engine, VISITS)) == 50 - 8
     finished = [r for r in records(engine) if r["event"] == "rule_finished"]
     assert [json.loads(r["details"])["complete"] for r in finished] == [False, False]
@@ -175,7 +174,7 @@ def test_max_runtime_stops_starting_batches_and_a_later_run_converges(
     assert (tickets.status, tickets.stopped_by) == ("partial", "max_runtime")
     assert 1 <= tickets.batches < 10 and tickets.rows == 4 * tickets.batches
     assert (visits.status, visits.stopped_by, visits.rows) == ("partial", "max_runtime", 0)
-    assert run_exit_code(first) == 0
+    assert first.exit_code == 0
     assert len(ids_in(engine, TICKETS)) == 50 - tickets.rows
 
     fast = settings.policy_file.read_text().replace("sleep: 0.25", "sleep: 0")

@@ -8,7 +8,9 @@ field: keys sorted, no whitespace, timestamps as ISO 8601 UTC with microseconds 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,3 +142,35 @@ def truncate_to_micros(value: datetime) -> datetime:
 
 def audit_exists(conn: Connection, table_name: str) -> bool:
     return bool(inspect(conn).has_table(table_name))
+
+
+def key_digest(hash_key: bytes, keys: Sequence[tuple[Any, ...]]) -> str:
+    """A batch record's ``key_digest``: HMAC-SHA-256 over the batch's sorted keys."""
+    return hmac.new(hash_key, encode_keys(keys), hashlib.sha256).hexdigest()
+
+
+def encode_keys(keys: Sequence[tuple[Any, ...]]) -> bytes:
+    """The keys as compact JSON: an array of arrays, sorted by value (2 before 10)."""
+    if keys and all(len(key) == 1 and type(key[0]) is int for key in keys):
+        # Fast path, the same bytes: single integer keys (not bool, a subclass of int).
+        ordered = sorted(key[0] for key in keys)
+        return ("[" + ",".join([f"[{v}]" for v in ordered]) + "]").encode()
+    plain = sorted([_plain(v) for v in key] for key in keys)
+    return json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+# A fixed text, keyed: the fingerprint tells keys apart and reveals nothing of the key.
+_FINGERPRINT_TEXT = b"retention hash key fingerprint v1"
+
+
+def key_fingerprint(hash_key: bytes) -> str:
+    """``run_started``'s ``key_fingerprint``: an HMAC of a fixed text, never the key."""
+    return hmac.new(hash_key, _FINGERPRINT_TEXT, hashlib.sha256).hexdigest()[:16]

@@ -32,7 +32,6 @@ from sqlalchemy.types import Date, DateTime
 from retention.catalog import Catalog
 from retention.periods import Period, cutoff
 from retention.policy.model import ConditionMap, Related, Tests
-from retention.schema_check import resolve_on
 
 
 @dataclass
@@ -96,7 +95,7 @@ class Compiler:
         base = self.catalog.table(rel.table)
         assert base is not None
         ours_table = ours if isinstance(ours, Table) else ours.element  # type: ignore[attr-defined]
-        mapping, reason = resolve_on(rel.on, base, ours_table)
+        mapping, reason = self.catalog.link(rel.on, base, ours_table)
         assert mapping is not None, reason
         theirs = base.alias(f"rel{next(self._aliases)}")
         links = [theirs.c[t] == ours.c[o] for t, o in mapping.items()]

@@ -1,29 +1,25 @@
-"""Pure: (policy, reflected schema, now, dialect) -> plan. No connection is touched.
+"""The rule planner: one rule and the reflected schema -> its plan's steps.
 
 Each rule becomes SQLAlchemy Core statements: counts for the plan and the guard, a keyset
 batch selection that walks the key forward and locks the batch's rows under the full
 condition, the cascade statements for exactly those rows, and the delete or anonymise
-statement by exactly those keys.
+statement by exactly those keys. What differs per database comes from the ``Backend``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Dialect,
     Executable,
     Integer,
     Select,
-    String,
     Table,
-    TypeDecorator,
     and_,
-    any_,
     bindparam,
     case,
     delete,
@@ -36,69 +32,25 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from retention import anonymisers
+from retention.backends import Backend
 from retention.catalog import Catalog, is_integer
 from retention.periods import cutoff as compute_cutoff
-from retention.plan import CascadePlan, Plan, RulePlan
-from retention.policy.conditions import Compiler, adapt_instant
+from retention.plan import (
+    CUTOFF,
+    KEYS,
+    MARK_TIME,
+    PARENT_VALUES,
+    UPTO,
+    RulePlan,
+    Step,
+    StepKind,
+    last_key,
+)
+from retention.planner.conditions import Compiler, adapt_instant
 from retention.policy.model import Cascade, Policy, Rule, Strategy
 from retention.schedules import next_fire_time
-from retention.schema_check import resolve_on
-
-KEYS = "keys"
-PARENT_VALUES = "parent_values"
-UPTO = "upto"
-
-
-def make_plan(
-    policy: Policy,
-    catalog: Catalog,
-    now: datetime,
-    dialect: str,
-    *,
-    policy_sha256: str = "",
-    rules: Sequence[str] | None = None,
-) -> Plan:
-    """Compile the enabled rules (or the ``rules`` named) at the clock reading ``now``."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    chosen = [r for r in policy.rules if (r.name in rules if rules is not None else r.enabled)]
-    plans = tuple(_RulePlanner(policy, catalog, now, dialect).plan(rule) for rule in chosen)
-    return Plan(plans, now, policy_sha256, dialect)
-
-
-def in_values(cols: Sequence[Any], name: str, dialect: str) -> ColumnElement[bool]:
-    """``cols IN :name``, the fastest form each dialect has for a list bound at run time."""
-    if len(cols) == 1:
-        col = cols[0]
-        if dialect == "postgresql":
-            # One array parameter instead of one parameter per key.
-            return col == any_(bindparam(name, type_=ARRAY(col.type)))  # type: ignore[no-any-return]
-        if dialect == "sqlite" and isinstance(col.type, Integer | String):
-            # One JSON parameter instead of one placeholder per key (measured: ~23 ms a
-            # statement saved at 5000 keys).
-            items = func.json_each(bindparam(name, type_=JsonList())).table_valued("value")
-            return col.in_(select(items.c.value))  # type: ignore[no-any-return]
-        if dialect == "mysql" and is_integer(col.type):
-            # PyMySQL interpolates parameters client-side, so the server receives the
-            # integers inline either way; rendering them once as literals skips one bind
-            # name per key in SQLAlchemy and one escape per key in PyMySQL.
-            inline: Any = bindparam(name, expanding=True, literal_execute=True)
-            return col.in_(inline)  # type: ignore[no-any-return]
-        return col.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
-    return tuple_(*cols).in_(bindparam(name, expanding=True))
-
-
-class JsonList(TypeDecorator[list[Any]]):
-    """A Python list bound as one JSON text parameter (SQLite's ``json_each``)."""
-
-    impl = String
-    cache_ok = True
-
-    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> str | None:
-        return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def after_key(cols: Sequence[Any]) -> ColumnElement[bool]:
@@ -107,7 +59,7 @@ def after_key(cols: Sequence[Any]) -> ColumnElement[bool]:
     A bare row-value comparison is misestimated by PostgreSQL's planner; the expanded form
     with a leading ``>=`` on the first column is not.
     """
-    lasts = [bindparam(f"last_{i}", type_=c.type) for i, c in enumerate(cols)]
+    lasts = [bindparam(last_key(i), type_=c.type) for i, c in enumerate(cols)]
     if len(cols) == 1:
         return cols[0] > lasts[0]  # type: ignore[no-any-return]
     ors = []
@@ -117,14 +69,33 @@ def after_key(cols: Sequence[Any]) -> ColumnElement[bool]:
     return and_(cols[0] >= lasts[0], or_(*ors))
 
 
-class _RulePlanner:
-    def __init__(self, policy: Policy, catalog: Catalog, now: datetime, dialect: str) -> None:
+@dataclass(frozen=True)
+class _Cascade:
+    """A cascade's statements, before they are laid out as steps."""
+
+    table: Table
+    action: str  # delete | anonymise | detach
+    link: dict[str, str]  # {this table's column: parent's column}
+    needs: tuple[str, ...]  # this table's columns its own cascades link to
+    select_links: Executable | None  # rows' ``needs`` for the parent values, locked
+    apply: Executable  # delete / update WHERE link IN :parent_values
+    count: Executable  # dependents of every due parent row (for plan)
+    children: tuple[_Cascade, ...]
+
+    @property
+    def name(self) -> str:
+        return self.table.fullname
+
+
+class RulePlanner:
+    """Plans the rules of one policy at one clock reading, for one database."""
+
+    def __init__(self, policy: Policy, catalog: Catalog, now: datetime, backend: Backend) -> None:
         self.policy = policy
         self.catalog = catalog
         self.now = now
-        self.dialect = dialect
+        self.backend = backend
         self.compiler = Compiler(catalog, now, policy.defaults.timezone)
-        self.lock = dialect in ("postgresql", "mysql")
 
     def table(self, name: str) -> Table:
         table = self.catalog.table(name)
@@ -138,7 +109,7 @@ class _RulePlanner:
         tz = self.policy.defaults.timezone
         cut = compute_cutoff(self.now, rule.after, tz)
         clock = table.c[rule.clock]
-        base = and_(clock < bindparam("cutoff", self.clock_value(rule, clock, cut)))
+        base = and_(clock < bindparam(CUTOFF, self.clock_value(rule, clock, cut)))
         if rule.where is not None:
             base = and_(base, self.compiler.condition(rule.where, table))
         pending = self.not_done(rule, table)
@@ -152,32 +123,16 @@ class _RulePlanner:
         if held is not None:
             due = and_(due, not_(held))
 
-        cascades = tuple(self.cascade(c, table, self.selection(table, due)) for c in rule.cascade)
+        cascades = tuple(self.cascade(c, table, select(table).where(due)) for c in rule.cascade)
         fetch = list(key)
         for cascade in cascades:
             fetch.extend(p for p in cascade.link.values() if p not in fetch)
         fetch_cols = [table.c[c] for c in fetch]
+        size = self.batch_size(rule)
 
-        first = select(*fetch_cols).where(due).order_by(*key_cols).limit(self.batch_size(rule))
-        following = (
-            select(*fetch_cols)
-            .where(due, after_key(key_cols))
-            .order_by(*key_cols)
-            .limit(self.batch_size(rule))
-        )
-        key_top = window = None
-        if self.dialect == "mysql" and len(key_cols) == 1 and is_integer(key_cols[0].type):
-            key_top = select(func.max(key_cols[0])).select_from(table)
-            window = (
-                select(*fetch_cols)
-                .where(due, after_key(key_cols), key_cols[0] <= bindparam(UPTO, type_=Integer))
-                .order_by(*key_cols)
-                .limit(self.batch_size(rule))
-            )
-        if self.lock:
-            first = first.with_for_update()
-            following = following.with_for_update()
-            window = window.with_for_update() if window is not None else None
+        def batch(*where: ColumnElement[bool]) -> Select[Any]:
+            chosen = select(*fetch_cols).where(due, *where).order_by(*key_cols).limit(size)
+            return chosen.with_for_update() if self.backend.locks_rows else chosen
 
         # One scan counts the rows past the cutoff and splits them: kept by `unless`,
         # kept by a hold, due (the rest).
@@ -188,6 +143,68 @@ class _RulePlanner:
             func.coalesce(func.sum(case((kept_by_unless, 1), else_=0)), 0).label("kept_unless"),
             func.coalesce(func.sum(case((kept_by_hold, 1), else_=0)), 0).label("kept_holds"),
         ).where(base)
+        name = table.fullname
+        steps = [
+            Step(
+                StepKind.COUNT_SELECTION,
+                "count rows past the cutoff: due, kept by unless, kept by holds",
+                count_selection,
+                name,
+            ),
+            Step(
+                StepKind.COUNT_TOTAL,
+                "count rows in table (for max_fraction)",
+                select(func.count()).select_from(table),
+                name,
+            ),
+        ]
+        steps.extend(_count_steps(cascades))
+        if self.backend.uses_key_windows(key_cols):
+            # The next batch is looked for in a window of keys (last, last + window] while
+            # that stays below the highest key read at the start. A bounded range lets
+            # MariaDB evaluate `[NOT] EXISTS` per row by primary key instead of
+            # materialising the whole related table for every batch.
+            steps.append(
+                Step(
+                    StepKind.KEY_TOP,
+                    "highest key (bounds the windows of keys)",
+                    select(func.max(key_cols[0])).select_from(table),
+                    name,
+                )
+            )
+            first = Step(StepKind.SELECT_FIRST, "select and lock the first batch", batch(), name)
+            window = batch(after_key(key_cols), key_cols[0] <= bindparam(UPTO, type_=Integer))
+            steps.append(first)
+            steps.append(
+                Step(
+                    StepKind.SELECT_WINDOW,
+                    "select and lock the next batch within a window of keys",
+                    window,
+                    name,
+                )
+            )
+        else:
+            steps.append(
+                Step(StepKind.SELECT_FIRST, "select and lock the first batch", batch(), name)
+            )
+        steps.append(
+            Step(
+                StepKind.SELECT_NEXT,
+                "select and lock the next batch",
+                batch(after_key(key_cols)),
+                name,
+            )
+        )
+        _dependents_steps(cascades, None, fetch, steps)
+        verb = "delete" if rule.action == "delete" else "anonymise"
+        steps.append(
+            Step(
+                StepKind.APPLY,
+                f"{verb} the batch's rows in {name}",
+                self.apply(rule, table, key_cols),
+                name,
+            )
+        )
         schedule = rule.schedule or self.policy.defaults.schedule
         defaults = self.policy.defaults
         return RulePlan(
@@ -196,19 +213,11 @@ class _RulePlanner:
             cutoff=cut,
             key=key,
             fetch=tuple(fetch),
-            select_first=first,
-            select_next=following,
-            apply=self.apply(rule, table, key_cols),
-            count_selection=count_selection,
-            count_total=select(func.count()).select_from(table),
-            batch_size=self.batch_size(rule),
+            batch_size=size,
             sleep=rule.sleep if rule.sleep is not None else defaults.sleep,
             guard=rule.guard.over(defaults.guard) if rule.guard else defaults.guard,
             next_run=next_fire_time(schedule, tz, self.now) if schedule else None,
-            cascades=cascades,
-            uses_hmac=_uses_hash(rule),
-            key_top=key_top,
-            select_window=window,
+            steps=tuple(steps),
         )
 
     def batch_size(self, rule: Rule) -> int:
@@ -246,35 +255,30 @@ class _RulePlanner:
         active = [self.compiler.condition(holds.active, registry)] if holds.active else []
         return exists(select(1).select_from(registry).where(link, *active))
 
-    def selection(self, table: Table, where: ColumnElement[bool]) -> Select[Any]:
-        return select(table).where(where)
-
     def apply(self, rule: Rule, table: Table, key_cols: list[Any]) -> Executable:
-        by_keys = in_values(key_cols, KEYS, self.dialect)
+        by_keys = self.backend.keys_in(key_cols, KEYS)
         if rule.action == "delete":
             return delete(table).where(by_keys)
         assert rule.set is not None
         values = self.set_values(rule.set, table, "set")
         if rule.mark is not None:
             mark = table.c[rule.mark]
-            values[rule.mark] = bindparam(
-                "mark_time", adapt_instant(mark, self.now), type_=mark.type
-            )
+            values[rule.mark] = bindparam(MARK_TIME, adapt_instant(mark, self.now), type_=mark.type)
         return update(table).where(by_keys).values(values)
 
     def set_values(self, set_map: dict[str, Strategy], table: Table, prefix: str) -> dict[str, Any]:
         return {
-            name: anonymisers.expression(strategy, table.c[name], self.dialect, f"{prefix}_{name}")
+            name: anonymisers.expression(strategy, table.c[name], f"{prefix}_{name}")
             for name, strategy in set_map.items()
         }
 
-    def cascade(self, cascade: Cascade, parent: Table, parents: Select[Any]) -> CascadePlan:
+    def cascade(self, cascade: Cascade, parent: Table, parents: Select[Any]) -> _Cascade:
         child = self.table(cascade.table)
-        mapping, reason = resolve_on(cascade.on, child, parent)
+        mapping, reason = self.catalog.link(cascade.on, child, parent)
         assert mapping is not None, reason
         link_cols = [child.c[c] for c in mapping]
         parent_cols = [parents.selected_columns[p] for p in mapping.values()]
-        linked = in_values(link_cols, PARENT_VALUES, self.dialect)
+        linked = self.backend.keys_in(link_cols, PARENT_VALUES)
         # Dependents of every due parent, for the plan's counts.
         sub = parents.with_only_columns(*parent_cols)
         of_due = link_cols[0].in_(sub) if len(link_cols) == 1 else tuple_(*link_cols).in_(sub)
@@ -287,7 +291,7 @@ class _RulePlanner:
         select_links = None
         if needs:
             select_links = select(*[child.c[n] for n in needs]).where(linked)
-            if self.lock:
+            if self.backend.locks_rows:
                 select_links = select_links.with_for_update()
         if cascade.action == "delete":
             apply: Executable = delete(child).where(linked)
@@ -300,7 +304,7 @@ class _RulePlanner:
                 .where(linked)
                 .values(self.set_values(cascade.set, child, f"{child.name}_set"))
             )
-        return CascadePlan(
+        return _Cascade(
             table=child,
             action=cascade.action,
             link=mapping,
@@ -312,11 +316,50 @@ class _RulePlanner:
         )
 
 
-def _uses_hash(rule: Rule) -> bool:
-    def has_hash(set_map: dict[str, Strategy] | None) -> bool:
-        return any(type(s).__name__ == "HashStrategy" for s in (set_map or {}).values())
+def _count_steps(cascades: Sequence[_Cascade]) -> list[Step]:
+    out: list[Step] = []
+    for cascade in cascades:
+        out.append(
+            Step(
+                StepKind.COUNT_DEPENDENTS,
+                f"count dependents in {cascade.name}",
+                cascade.count,
+                cascade.name,
+            )
+        )
+        out.extend(_count_steps(cascade.children))
+    return out
 
-    def walk(cascades: list[Cascade]) -> bool:
-        return any(has_hash(c.set) or walk(c.cascade) for c in cascades)
 
-    return has_hash(rule.set) or walk(rule.cascade)
+def _dependents_steps(
+    cascades: Sequence[_Cascade], source: int | None, columns: Sequence[str], steps: list[Step]
+) -> None:
+    """Each cascade's steps in the order a batch runs them: select the columns its own
+    cascades link to, those cascades, then the cascade's own statement. A cascade's
+    parent values are read from the rows of ``source`` (the batch's rows when None)."""
+    for cascade in cascades:
+        positions = tuple(columns.index(p) for p in cascade.link.values())
+        own: int | None = None
+        if cascade.select_links is not None:
+            steps.append(
+                Step(
+                    StepKind.SELECT_DEPENDENTS,
+                    f"select and lock dependents in {cascade.name}",
+                    cascade.select_links,
+                    cascade.name,
+                    source=source,
+                    columns=positions,
+                )
+            )
+            own = len(steps) - 1
+        _dependents_steps(cascade.children, own, cascade.needs, steps)
+        steps.append(
+            Step(
+                StepKind.APPLY_DEPENDENTS,
+                f"{cascade.action} dependents in {cascade.name}",
+                cascade.apply,
+                cascade.name,
+                source=source,
+                columns=positions,
+            )
+        )

@@ -10,22 +10,31 @@ from __future__ import annotations
 from retention.errors import Problem
 from retention.policy.locator import Locator, Path
 from retention.policy.model import Cascade, Policy, Rule, is_recognisable, strategy_name
+from retention.policy.walk import Node, NodeKind, walk
 
 
 def check(policy: Policy, locator: Locator) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for i, rule in enumerate(policy.rules):
-        at: Path = ("rules", i)
-        if rule.name in seen:
-            problems.append(
-                locator.problem(
-                    (*at, "name"),
-                    f"duplicate rule name (also rule #{seen[rule.name] + 1}); names must be unique",
+
+    def visit(node: Node) -> None:
+        if node.kind is NodeKind.RULE:
+            rule, i = node.item, node.path[-1]
+            assert isinstance(i, int)
+            if rule.name in seen:
+                problems.append(
+                    locator.problem(
+                        (*node.path, "name"),
+                        f"duplicate rule name (also rule #{seen[rule.name] + 1}); "
+                        "names must be unique",
+                    )
                 )
-            )
-        seen.setdefault(rule.name, i)
-        problems.extend(_check_rule(policy, rule, at, locator))
+            seen.setdefault(rule.name, i)
+            problems.extend(_check_rule(policy, rule, node.path, locator))
+        elif node.kind is NodeKind.CASCADE:
+            problems.extend(_check_cascade(node.item, node.path, locator))
+
+    walk(policy, visit)
     return problems
 
 
@@ -68,8 +77,6 @@ def _check_rule(policy: Policy, rule: Rule, at: Path, locator: Locator) -> list[
                         "anonymising it would lose the row's identity",
                     )
                 )
-    for j, cascade in enumerate(rule.cascade):
-        out.extend(_check_cascade(cascade, (*at, "cascade", j), locator))
     return out
 
 
@@ -121,6 +128,4 @@ def _check_cascade(cascade: Cascade, at: Path, locator: Locator) -> list[Problem
                 (*at, "cascade"), "a detached row stays; it cannot have dependents removed with it"
             )
         )
-    for j, child in enumerate(cascade.cascade):
-        out.extend(_check_cascade(child, (*at, "cascade", j), locator))
     return out
