@@ -144,7 +144,7 @@ def _compile(
         loaded.policy,
         catalog,
         now,
-        engine.dialect.name,
+        backend_for(engine),
         policy_sha256=loaded.sha256,
         rules=list(rules) or None,
     )

@@ -30,10 +30,10 @@ from sqlalchemy.exc import DBAPIError
 
 from retention import api
 from retention.audit import guard
+from retention.audit.records import encode_keys, key_digest
 from retention.audit.writer import ensure_audit_tables
 from retention.cli import cli
 from retention.errors import AuditTampered
-from retention.executor import encode_keys, key_digest
 from retention.settings import Settings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -56,7 +56,7 @@ from sqlalchemy.pool import NullPool
 
 from retention import api
 from retention.audit.query import removed_key_digest
-from retention.executor import key_digest
+from retention.audit.records import key_digest
 from retention.settings import Settings
 
 POSTGRES = "RETENTION_TEST_POSTGRES_URL"

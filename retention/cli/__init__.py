@@ -26,22 +26,20 @@ from retention.errors import (
     AuditTampered,
     ConfigError,
     DatabaseUnavailable,
-    GuardTripped,
     PolicyError,
     RetentionError,
     RuleFailed,
     UsageError,
 )
 from retention.logs import get_logger
+from retention.outcomes import ExitCode
 from retention.settings import Settings
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_GUARD = 3
-EXIT_TAMPERED = 4
-EXIT_TEMPFAIL = 75
-EXIT_CONFIG = 78
+EXIT_FAILED = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_TAMPERED = ExitCode.TAMPERED
+EXIT_TEMPFAIL = ExitCode.TEMPFAIL
+EXIT_CONFIG = ExitCode.CONFIG
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -52,8 +50,6 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(exc, RuleFailed):
         return EXIT_FAILED
-    if isinstance(exc, GuardTripped):
-        return EXIT_GUARD
     if isinstance(exc, DatabaseUnavailable):
         return EXIT_TEMPFAIL
     if isinstance(exc, AuditTampered):
@@ -216,7 +212,7 @@ def run(
     code = result.exit_code
     api.announce_end(settings, code, result, time.monotonic() - started)
     if output == "json":
-        click.echo(json.dumps(render.run_data(result, code), indent=2))
+        click.echo(json.dumps(render.run_data(result), indent=2))
     else:
         click.echo(render.run_text(result))
     sys.exit(code)
