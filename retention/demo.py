@@ -236,7 +236,10 @@ def _decide(conn: Connection, audit_tables: frozenset[str], *, force: bool) -> t
     existing = set(inspector.get_table_names())
     marked = _marked(conn, inspector, existing)
     present = tuple(name for name in DEMO_TABLES if name in existing)
-    foreign = [name for name in present if name not in marked]
+    # A listed table whose columns are not the demo's was replaced by someone since.
+    foreign = [
+        name for name in present if name not in marked or _columns(inspector, name) != _SHAPES[name]
+    ]
     if foreign:
         tables, were, them = (
             ("table", "was", "it") if len(foreign) == 1 else ("tables", "were", "them")
@@ -274,6 +277,15 @@ def _marked(conn: Connection, inspector: Inspector, existing: set[str]) -> set[s
         )
     marks = _marks(MetaData())
     return set(conn.execute(select(marks.c.table_name)).scalars())
+
+
+_SHAPES = {
+    table.name: {column.name for column in table.columns} for table in demo_metadata().sorted_tables
+}
+
+
+def _columns(inspector: Inspector, name: str) -> set[str]:
+    return {column["name"] for column in inspector.get_columns(name)}
 
 
 def _drop(conn: Connection, names: tuple[str, ...]) -> None:

@@ -187,6 +187,22 @@ def test_demo_tables_without_the_mark_are_refused_listing_them(engine: Engine) -
     assert MARK_TABLE not in inspect(engine).get_table_names()
 
 
+def test_a_listed_table_since_replaced_by_another_is_refused(engine: Engine) -> None:
+    """legal_holds is the demo's by the list, but someone recreated it with other columns."""
+    create_demo(engine, now=NOW)
+    meta = MetaData()
+    holds = Table("legal_holds", meta, Column("case_no", String(20), primary_key=True))
+    with engine.begin() as conn:
+        conn.execute(DEMO.tables["legal_holds"].delete())
+        DEMO.tables["legal_holds"].drop(conn)
+        holds.create(conn)
+        conn.execute(holds.insert(), [{"case_no": "C-1"}])
+    with pytest.raises(DemoRefused, match="table legal_holds was not created by the demo"):
+        create_demo(engine, now=NOW, force=True)
+    with engine.connect() as conn:
+        assert conn.execute(select(holds.c.case_no)).scalars().all() == ["C-1"]
+
+
 def test_a_refusal_lists_the_tables_it_would_replace(engine: Engine) -> None:
     create_demo(engine, now=NOW)
     before = checksum(engine)
@@ -267,10 +283,23 @@ def test_the_command_takes_a_server_database_only_from_the_command_line(db_url: 
         assert from_env.exit_code == 0, from_env.output
         return
     assert from_env.exit_code == 78, from_env.output
-    assert from_env.stderr.count("\n") == 1 and "--database" in from_env.stderr
+    said = [line for line in from_env.stderr.splitlines() if line.startswith("retention:")]
+    assert len(said) == 1 and "--database" in said[0], from_env.stderr
     assert "Traceback" not in from_env.output
     named = runner.invoke(cli, ["demo", "--database", db_url], env=env)
     assert named.exit_code == 0, named.output
+
+
+def test_a_refused_command_writes_no_env_file(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    """.env gets a generated hash key only once the demo has decided to proceed."""
+    add_orders(engine)
+    refused = CliRunner().invoke(cli, ["demo", "--database", db_url])
+    assert refused.exit_code == 78, refused.output
+    assert "other tables (orders)" in refused.stderr
+    assert not (tmp_path / ".env").exists()
+    made = CliRunner().invoke(cli, ["demo", "--database", db_url, "--force"])
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / ".env").read_text().startswith("RETENTION_HASH_KEY=")
 
 
 def tables(engine: Engine) -> list[str]:
