@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 from apscheduler.triggers.cron import CronTrigger
+from builders import write_policy
 from conftest import BACKENDS, HASH_KEY, wipe
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import (
@@ -96,19 +97,14 @@ rules:
 """
 
 
-def write_policy(
-    path: Path,
+def serve_policy(
     *,
     schedule: str = "* * * * *",
     batch_size: int = 5,
     sleep: float = 0,
     timezone: str = "UTC",
-) -> Path:
-    path.write_text(
-        POLICY.format(schedule=schedule, batch_size=batch_size, sleep=sleep, timezone=timezone),
-        encoding="utf-8",
-    )
-    return path
+) -> str:
+    return POLICY.format(schedule=schedule, batch_size=batch_size, sleep=sleep, timezone=timezone)
 
 
 def is_due(row_id: int) -> bool:
@@ -283,8 +279,7 @@ A_WEDNESDAY_NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 def unit_policy(tmp_path: Path, *, default_schedule: str | None = "15 4 * * *") -> Policy:
     line = f'schedule: "{default_schedule}"' if default_schedule else ""
-    path = tmp_path / "unit.yaml"
-    path.write_text(UNIT_POLICY.format(default_schedule=line), encoding="utf-8")
+    path = write_policy(tmp_path / "unit.yaml", UNIT_POLICY.format(default_schedule=line))
     return load_policy(path).policy
 
 
@@ -417,7 +412,7 @@ def test_two_concurrent_runs_of_one_rule_never_process_its_batches_at_the_same_t
     """One run does the work and the other is skipped, or they run one after the other."""
     rows = 240
     build(engine, rows)
-    write_policy(settings.policy_file, batch_size=5, sleep=0.05)
+    write_policy(settings.policy_file, serve_policy(batch_size=5, sleep=0.05))
     start = threading.Barrier(2)
     results: list[Any] = []
     errors: list[BaseException] = []
@@ -457,7 +452,7 @@ def served_db(tmp_path: Path) -> tuple[str, Path]:
     engine = create_engine(url)
     build(engine, 20, 20)
     engine.dispose()
-    return url, write_policy(tmp_path / "policies.yaml", schedule="0 3 * * *")
+    return url, write_policy(tmp_path / "policies.yaml", serve_policy(schedule="0 3 * * *"))
 
 
 INVALID_POLICIES = {
@@ -478,7 +473,7 @@ def test_a_sighup_with_an_invalid_policy_keeps_the_previous_one_and_the_worker_r
     serves.append(serve)
     serve.logs.wait_for("worker started", proc=serve.proc)
 
-    policy.write_text(INVALID_POLICIES[invalid], encoding="utf-8")
+    write_policy(policy, INVALID_POLICIES[invalid])
     serve.proc.send_signal(signal.SIGHUP)
     failed = serve.logs.wait_for(
         "policy reload failed; keeping the previous policy", proc=serve.proc
@@ -501,11 +496,11 @@ def test_a_sighup_with_a_valid_policy_reschedules_the_rules(
     started = serve.logs.wait_for("worker started", proc=serve.proc)
     assert datetime.fromisoformat(started["next_runs"][EVENTS_RULE]).time().hour == 3
 
-    policy.write_text(INVALID_POLICIES["broken-yaml"], encoding="utf-8")
+    write_policy(policy, INVALID_POLICIES["broken-yaml"])
     serve.proc.send_signal(signal.SIGHUP)
     serve.logs.wait_for("policy reload failed; keeping the previous policy", proc=serve.proc)
 
-    write_policy(policy, schedule="45 4 * * 1", timezone="Europe/Berlin")
+    write_policy(policy, serve_policy(schedule="45 4 * * 1", timezone="Europe/Berlin"))
     serve.proc.send_signal(signal.SIGHUP)
     reloaded = serve.logs.wait_for("policy reloaded", proc=serve.proc)
     assert set(reloaded["next_runs"]) == {EVENTS_RULE, SESSIONS_RULE}
@@ -565,7 +560,9 @@ class Minute:
                 wipe(self.database)  # fails, not skips, when the server is unreachable
             self.engine = create_engine(self.database)
             build(self.engine, EVENT_ROWS, SESSION_ROWS)
-            self.policy = write_policy(workdir / "policies.yaml", batch_size=5, sleep=0.08)
+            self.policy = write_policy(
+                workdir / "policies.yaml", serve_policy(batch_size=5, sleep=0.08)
+            )
             port = str(free_port())
             self.serve = Serve.start(self.database, self.policy, workdir,
                                      RETENTION_METRICS_PORT=port)  # fmt: skip
@@ -631,7 +628,7 @@ class DoubleTerm:
         self.engine = create_engine(url)
         build(self.engine, 60, 0)
         # 1.5 s between batches: the second signal comes while the first still waits.
-        policy = write_policy(workdir / "policies.yaml", batch_size=5, sleep=1.5)
+        policy = write_policy(workdir / "policies.yaml", serve_policy(batch_size=5, sleep=1.5))
         self.serve = Serve.start(url, policy, workdir)
 
     def wait_started(self) -> None:
