@@ -36,16 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import feedback_schema, write_policy
 from conftest import HASH_KEY, wipe
 from pydantic import SecretStr
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Engine,
-    Index,
-    MetaData,
-    Table,
     Text,
     create_engine,
     func,
@@ -71,24 +68,15 @@ RULE = "feedback-after-30-days"
 KEY = HASH_KEY.encode()
 OLD = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=400)
 
-META = MetaData()
-FEEDBACK = Table(
-    "feedback",
-    META,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("submitted_at", DateTime, nullable=False),
-    Column("body", Text, nullable=False),
-)
-CONTACTS = Table(
-    "feedback_contacts",
-    META,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
+META = feedback_schema(
+    feedback=[Column("body", Text, nullable=False)],
+    contacts=[Column("value", Text, nullable=False)],
+    key_type=BigInteger,
     # No foreign key on purpose: only the batch's transaction keeps children and parents
     # together, so a half batch would show as an orphan instead of a constraint error.
-    Column("feedback_id", BigInteger, nullable=False),
-    Column("value", Text, nullable=False),
-    Index("ix_feedback_contacts_feedback_id", "feedback_id"),
+    foreign_key=False,
 )
+FEEDBACK, CONTACTS = META.tables["feedback"], META.tables["feedback_contacts"]
 POLICY = f"""\
 version: 1
 audit: {{table: retention_audit, record_keys: true}}
@@ -205,7 +193,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
     engine = create_engine(url, poolclass=NullPool)
     META.create_all(engine)
     policy = tmp_path / "policies.yaml"
-    policy.write_text(POLICY, encoding="utf-8")
+    write_policy(policy, POLICY)
     settings = Settings(
         database_url=SecretStr(url),
         hash_key=SecretStr(HASH_KEY),
