@@ -11,17 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from builders import Invocation, feedback_schema, invoke, write_policy
 from conftest import HASH_KEY
 from sqlalchemy import (
-    Column,
     Connection,
-    DateTime,
     Engine,
-    ForeignKey,
-    Integer,
     MetaData,
-    String,
     Table,
     select,
     text,
@@ -32,7 +27,6 @@ from retention import api
 from retention.audit import guard
 from retention.audit.records import encode_keys, key_digest
 from retention.audit.writer import ensure_audit_tables
-from retention.cli import cli
 from retention.errors import AuditTampered
 from retention.settings import Settings
 
@@ -45,20 +39,8 @@ RULE = "feedback-after-3-months"
 
 def make_feedback(engine: Engine, due_ids: list[int], fresh_ids: list[int]) -> None:
     """``feedback`` rows (due and fresh) with one dependent contact each."""
-    meta = MetaData()
-    feedback = Table(
-        "feedback",
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("submitted_at", DateTime, nullable=False),
-        Column("email", String(100)),
-    )
-    contacts = Table(
-        "feedback_contacts",
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("feedback_id", Integer, ForeignKey("feedback.id"), nullable=False),
-    )
+    meta = feedback_schema(feedback=["email"])
+    feedback, contacts = meta.tables["feedback"], meta.tables["feedback_contacts"]
     rows = [{"id": i, "submitted_at": OLD, "email": f"u{i}@example.com"} for i in due_ids]
     rows += [{"id": i, "submitted_at": FRESH, "email": f"u{i}@example.com"} for i in fresh_ids]
     with engine.begin() as conn:
@@ -69,9 +51,8 @@ def make_feedback(engine: Engine, due_ids: list[int], fresh_ids: list[int]) -> N
         )
 
 
-def write_policy(settings: Settings, *, batch_size: int, extra: str = "") -> None:
-    settings.policy_file.write_text(
-        f"""\
+def chain_policy(*, batch_size: int, extra: str = "") -> str:
+    return f"""\
 version: 1
 rules:
   - name: {RULE}
@@ -84,9 +65,7 @@ rules:
     cascade:
       - table: feedback_contacts
         on: {{feedback_id: id}}
-{extra}""",
-        encoding="utf-8",
-    )
+{extra}"""
 
 
 EMAIL_RULE = """\
@@ -115,10 +94,11 @@ def records(engine: Engine) -> list[dict[str, Any]]:
         return [dict(row) for row in rows]
 
 
-def verify_cli(settings: Settings, *args: str) -> Result:
+def verify_cli(settings: Settings, *args: str) -> Invocation:
     url = settings.database_url.get_secret_value()
-    command = ["audit", "verify", *args, "--database", url, "--policy", str(settings.policy_file)]
-    return CliRunner().invoke(cli, command, catch_exceptions=False)
+    return invoke(
+        ["audit", "verify", *args, "--database", url, "--policy", str(settings.policy_file)]
+    )
 
 
 # --- what a run records -------------------------------------------------------------------
@@ -126,7 +106,7 @@ def verify_cli(settings: Settings, *args: str) -> Result:
 
 def test_verify_returns_the_head_that_run_returned(settings: Settings, engine: Engine) -> None:
     make_feedback(engine, [1, 2, 3], [4])
-    write_policy(settings, batch_size=2)
+    write_policy(settings.policy_file, chain_policy(batch_size=2))
 
     head = api.run(settings, now=NOW).head
 
@@ -141,7 +121,7 @@ def test_verify_returns_the_head_that_run_returned(settings: Settings, engine: E
 def test_the_log_holds_one_record_per_event_of_the_run(settings: Settings, engine: Engine) -> None:
     """run_started, a batch per batch, rule_finished per rule, run_finished; one run_id."""
     make_feedback(engine, [1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11])
-    write_policy(settings, batch_size=2, extra=EMAIL_RULE)
+    write_policy(settings.policy_file, chain_policy(batch_size=2, extra=EMAIL_RULE))
 
     result = api.run(settings, now=NOW)
 
@@ -172,7 +152,7 @@ def test_a_batch_key_digest_is_the_hmac_over_the_removed_keys_sorted(
 ) -> None:
     """Computed over the keys, never holding them: no removed key or value is in the log."""
     make_feedback(engine, [8, 3, 5], [1, 2, 4, 6, 7])
-    write_policy(settings, batch_size=100)
+    write_policy(settings.policy_file, chain_policy(batch_size=100))
 
     api.run(settings, now=NOW)
 
@@ -192,7 +172,7 @@ def test_a_batch_key_digest_is_the_hmac_over_the_removed_keys_sorted(
 def seven_records(settings: Settings, engine: Engine) -> str:
     """A run of four one-row batches: records 1 to 7. Returns the head."""
     make_feedback(engine, [1, 2, 3, 4], [5, 6, 7, 8, 9])
-    write_policy(settings, batch_size=1)
+    write_policy(settings.policy_file, chain_policy(batch_size=1))
     head = api.run(settings, now=NOW).head
     assert head is not None
     assert len(records(engine)) == 7
@@ -317,7 +297,7 @@ def independent_head(engine: Engine) -> str:
 def test_an_independent_verifier_agrees_with_every_hash(settings: Settings, engine: Engine) -> None:
     """Over batches with dependents, a tripped guard, an anonymise rule and two runs."""
     make_feedback(engine, [1, 2, 3], [4, 5])
-    write_policy(settings, batch_size=2, extra=EMAIL_RULE + GUARDED_RULE)
+    write_policy(settings.policy_file, chain_policy(batch_size=2, extra=EMAIL_RULE + GUARDED_RULE))
     api.run(settings, now=NOW)
     head = api.run(settings, now=NOW.replace(day=2)).head
 
@@ -328,7 +308,7 @@ def test_an_independent_verifier_agrees_with_every_hash(settings: Settings, engi
 
 def test_an_absent_log_verifies_with_the_zero_head(settings: Settings, engine: Engine) -> None:
     make_feedback(engine, [1], [])
-    write_policy(settings, batch_size=1)
+    write_policy(settings.policy_file, chain_policy(batch_size=1))
 
     assert api.verify(settings) == api.verify(settings, expect_head=ZERO)
     assert (api.verify(settings).records, api.verify(settings).head) == (0, ZERO)
@@ -338,7 +318,7 @@ def test_an_absent_log_verifies_with_the_zero_head(settings: Settings, engine: E
 
 
 def test_an_empty_log_verifies_with_the_zero_head(settings: Settings, engine: Engine) -> None:
-    write_policy(settings, batch_size=1)
+    write_policy(settings.policy_file, chain_policy(batch_size=1))
     ensure_audit_tables(engine, "retention_audit")
 
     verified = api.verify(settings, expect_head=ZERO)
@@ -355,7 +335,7 @@ def test_run_appends_its_head_to_the_head_file_and_a_kept_head_catches_a_cut_tai
     heads = tmp_path / "heads.txt"
     kept = settings.model_copy(update={"audit_head_file": heads})
     make_feedback(engine, [1, 2, 3], [4, 5])
-    write_policy(settings, batch_size=1)
+    write_policy(settings.policy_file, chain_policy(batch_size=1))
     first = api.run(kept, now=NOW).head
     second = api.run(kept, now=NOW).head
     assert heads.read_text().split() == [first, second]
