@@ -30,11 +30,11 @@ from sqlalchemy import (
     Text,
     inspect,
     select,
-    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
+from retention.backends import backend_for
 from retention.demo_data import DEFAULT_SEED, demo_rows
 from retention.errors import DemoRefused
 
@@ -177,7 +177,7 @@ def create_demo(
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    if not named and not _is_a_file(engine):
+    if not named and backend_for(engine).is_server:
         raise DemoRefused(
             f"the configured database (RETENTION_DATABASE_URL) is a {engine.dialect.name} "
             "server: the demo replaces tables, so it works there only when the database is "
@@ -204,21 +204,13 @@ def create_demo(
             table, rows = meta.tables[name], data[name]
             for start in range(0, len(rows), CHUNK):
                 conn.execute(table.insert(), rows[start : start + CHUNK])
-        if conn.dialect.name == "postgresql":
-            # Keys were given explicitly, which does not move PostgreSQL's sequences.
-            for name in DEMO_TABLES:
-                if meta.tables[name].autoincrement_column is not None and data[name]:
-                    conn.execute(
-                        text("SELECT setval(pg_get_serial_sequence(:table, 'id'), :top)"),
-                        {"table": name, "top": max(row["id"] for row in data[name])},
-                    )
+        backend = backend_for(conn)
+        for name in DEMO_TABLES:
+            if meta.tables[name].autoincrement_column is not None and data[name]:
+                # Keys were given explicitly: later inserts must not reuse them.
+                top = max(row["id"] for row in data[name])
+                backend.follow_explicit_keys(conn, name, "id", top)
     return DemoSummary(rows={name: len(data[name]) for name in DEMO_TABLES}, replaced=replaced)
-
-
-def _is_a_file(engine: Engine) -> bool:
-    # The one other question the demo asks of the database kind; the backends will answer
-    # it (see retention/backends/base.py) when they exist.
-    return engine.dialect.name == "sqlite"
 
 
 def _marks(meta: MetaData) -> Table:

@@ -157,6 +157,16 @@ def test_rerunning_recreates_the_demo_and_keeps_the_audit_log(engine: Engine) ->
     assert audit_seqs(engine, audit) == list(range(1, 36))
 
 
+def test_rows_inserted_after_the_demo_get_new_keys(engine: Engine) -> None:
+    """The demo gives its keys explicitly; the next generated key follows them everywhere."""
+    summary = create_demo(engine, now=NOW)
+    holds = DEMO.tables["legal_holds"]
+    with engine.begin() as conn:
+        row = {"subject_id": "1", "reason": "test", "placed_at": NOW.replace(tzinfo=None)}
+        key = conn.execute(holds.insert().values(row)).inserted_primary_key[0]
+    assert key == summary.rows["legal_holds"] + 1
+
+
 # --- the demo never destroys what it did not make --------------------------------------
 
 
