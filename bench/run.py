@@ -550,11 +550,12 @@ def apply_whatif() -> None:
     byte-for-byte compatible with it, so ``whatif-*`` still runs and is the template for
     the next proposal:
 
-    1. executor.encode_keys: same bytes, without one json.dumps per key for integer keys.
-    2. executor.Executor._cascade: sort single-column link values naturally, falling back
-       to repr() only for values that do not compare.
-    3. planner.in_values on SQLite: ``col IN (SELECT value FROM json_each(:p))`` with one
-       JSON parameter instead of an expanding IN of up to 5000 placeholders.
+    1. the batch's key digest (audit.records.encode_keys): same bytes, without one
+       json.dumps per key for integer keys.
+    2. executor._parent_values: sort single-column link values naturally, falling back to
+       repr() only for values that do not compare.
+    3. SQLiteBackend.keys_in: ``col IN (SELECT value FROM json_each(:p))`` with one JSON
+       parameter instead of an expanding IN of up to 5000 placeholders.
     """
     import hashlib
     import hmac
@@ -563,17 +564,13 @@ def apply_whatif() -> None:
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
     import retention.executor as ex
-    import retention.planner as pl
+    from retention.audit import records
+    from retention.backends.sqlite import SQLiteBackend
 
-    slow_encode = _fits(ex, "encode_keys", ["keys"])
+    slow_encode = _fits(records, "encode_keys", ["keys"])
     _fits(ex, "key_digest", ["hash_key", "keys"])
-    _fits(
-        ex.Executor,
-        "_cascade",
-        ["self", "conn", "cascade", "parent_columns", "parent_rows", "dependents"],
-    )
-    _fits(ex.Executor, "_secret_params", ["self"])
-    slow_in_values = _fits(pl, "in_values", ["cols", "name", "dialect"])
+    _fits(ex, "_parent_values", ["rows", "positions"])
+    slow_keys_in = _fits(SQLiteBackend, "keys_in", ["self", "cols", "name"])
 
     def encode_keys(keys):
         # The same bytes as the product's encode_keys (sorted by value, compact JSON).
@@ -584,53 +581,37 @@ def apply_whatif() -> None:
     def key_digest(hash_key, keys):
         return hmac.new(hash_key, encode_keys(keys), hashlib.sha256).hexdigest()
 
-    ex.encode_keys = encode_keys
     ex.key_digest = key_digest
 
-    def _cascade(self, conn, cascade, parent_columns, parent_rows, dependents):
-        positions = [parent_columns.index(p) for p in cascade.link.values()]
+    def _parent_values(rows, positions):
         if len(positions) == 1:
             i = positions[0]
-            distinct = {row[i] for row in parent_rows}
+            distinct = {row[i] for row in rows}
             distinct.discard(None)
             try:
-                bound = sorted(distinct)
+                return sorted(distinct)
             except TypeError:
-                bound = sorted(distinct, key=repr)
-            if not bound:
-                return
-        else:
-            values = sorted(
-                {
-                    tuple(row[i] for i in positions)
-                    for row in parent_rows
-                    if all(row[i] is not None for i in positions)
-                },
-                key=repr,
-            )
-            if not values:
-                return
-            bound = values
-        params = self._secret_params()
-        params[pl.PARENT_VALUES] = bound
-        if cascade.select_links is not None and cascade.children:
-            children = conn.execute(cascade.select_links, params).all()
-            for child in cascade.children:
-                self._cascade(conn, child, cascade.needs, children, dependents)
-        n = conn.execute(cascade.apply, params).rowcount
-        dependents[cascade.name] = dependents.get(cascade.name, 0) + max(n, 0)
+                return sorted(distinct, key=repr)
+        return sorted(
+            {
+                tuple(row[i] for i in positions)
+                for row in rows
+                if all(row[i] is not None for i in positions)
+            },
+            key=repr,
+        )
 
-    ex.Executor._cascade = _cascade
+    ex._parent_values = _parent_values
 
-    def in_values(cols, name, dialect):
-        if dialect == "sqlite" and len(cols) == 1:
+    def keys_in(self, cols, name):
+        if len(cols) == 1:
             values = select(column("value")).select_from(
                 func.json_each(bindparam(name, type_=sqlite_dialect.JSON()))
             )
             return cols[0].in_(values.scalar_subquery())
-        return slow_in_values(cols, name, dialect)
+        return slow_keys_in(self, cols, name)
 
-    pl.in_values = in_values
+    SQLiteBackend.keys_in = keys_in
 
 
 def child_tool(url: str, policy: Path) -> dict:
