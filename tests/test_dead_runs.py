@@ -13,6 +13,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from builders import write_policy
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, Table, text
 
 from retention import api
@@ -49,7 +50,7 @@ def make_sessions(settings: Settings, engine: Engine) -> None:
         conn.execute(
             sessions.insert(), [{"id": 1, "created_at": OLD}, {"id": 2, "created_at": OLD}]
         )
-    settings.policy_file.write_text(POLICY, encoding="utf-8")
+    write_policy(settings.policy_file, POLICY)
     api.audit_init(settings)
 
 

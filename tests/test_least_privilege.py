@@ -52,15 +52,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import builders
 import pytest
-from click.testing import CliRunner, Result
+from builders import Invocation
 from conftest import HASH_KEY, ROOT
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from retention.cli import cli
 from retention.demo import create_demo
 from retention.settings import Settings
 
@@ -158,12 +158,11 @@ def role(admin: Engine, settings: Settings) -> Iterator[Role]:
         drop_role(admin, made.name)
 
 
-def invoke(args: list[str], url: str, policy: Path) -> Result:
-    return CliRunner().invoke(
-        cli, [*args, "--database", url, "--policy", str(policy)],
-        env={"RETENTION_HASH_KEY": HASH_KEY, "RETENTION_LOG_FORMAT": "json"},
-        catch_exceptions=False,
-    )  # fmt: skip
+def invoke(args: list[str], url: str, policy: Path) -> Invocation:
+    return builders.invoke(
+        [*args, "--database", url, "--policy", str(policy)],
+        {"RETENTION_HASH_KEY": HASH_KEY, "RETENTION_LOG_FORMAT": "json"},
+    )
 
 
 def denied(engine: Engine, statement: str) -> DBAPIError:

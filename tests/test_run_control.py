@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import structlog
+from builders import write_policy
 from click.testing import CliRunner
 from conftest import HASH_KEY, ROOT
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, insert, select
@@ -91,7 +92,7 @@ def build(
             {"id": i, "seen_at": old if is_due(i) else new} for i in ids
         ])  # fmt: skip
     policy = POLICY.format(batch_size=batch_size, sleep=sleep)
-    settings.policy_file.write_text(policy, encoding="utf-8")
+    write_policy(settings.policy_file, policy)
     return {i for i in ids if not is_due(i)}
 
 
@@ -178,7 +179,7 @@ def test_max_runtime_stops_starting_batches_and_a_later_run_converges(
     assert len(ids_in(engine, TICKETS)) == 50 - tickets.rows
 
     fast = settings.policy_file.read_text().replace("sleep: 0.25", "sleep: 0")
-    settings.policy_file.write_text(fast, encoding="utf-8")
+    write_policy(settings.policy_file, fast)
     second = api.run(settings)
     assert [r.status for r in second.rules] == ["done", "done"]
     assert second.rules[0].rows == 40 - tickets.rows
@@ -256,8 +257,8 @@ def test_sigterm_finishes_the_batch_records_the_interruption_and_exits_75(
     assert removed < 80  # the run really stopped early
     assert ids_in(engine, VISITS) == set(range(1, 101))  # the next rule never started
 
-    settings.policy_file.write_text(
-        settings.policy_file.read_text().replace("sleep: 0.2", "sleep: 0"), encoding="utf-8"
+    write_policy(
+        settings.policy_file, settings.policy_file.read_text().replace("sleep: 0.2", "sleep: 0")
     )
     later = api.run(settings)
     assert [r.status for r in later.rules] == ["done", "done"]
