@@ -1,0 +1,165 @@
+"""The generated schema's shape, the exclusions of known defects, and conditions over it.
+
+Conditions use every test of SPEC section 2 that the product has today (eq ne lt le gt
+ge in not_in is_null older_than newer_than), bare values, ``related`` (nested), all/any/
+not and lists meaning any. Literals always have the column's type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from hypothesis import strategies as st
+
+PERIODS = (
+    "P3M", "P1Y", "P1M15D", "P30D", "PT12H", "P2W", "P1DT1H30M", "PT90S", "0 days",
+    "3 months", "1 year", "10 days", "36 hours", "2 weeks", "45 minutes",
+)  # fmt: skip
+INTS = (None, -1, 0, 1, 2, 5, 10)
+TEXTS = (None, "", "open", "closed", "pending", "[redacted]", "anon-1", "x", "ü")
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    kind: str  # int | text | datetime | tz | date | unix_s | unix_ms
+    primary: bool = False
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class Tab:
+    role: str
+    name: str
+    cols: tuple[Col, ...]
+    # column role -> column name (key0, key1, clock, dint, dtext, link, subject, ...)
+    roles: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def kind(self, column: str) -> str:
+        return next(c.kind for c in self.cols if c.name == column)
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str
+    tables: tuple[Tab, ...]
+    rows: dict[str, list[dict[str, Any]]]
+    policy: dict[str, Any]
+    now: datetime
+
+    def table(self, role: str) -> Tab:
+        return next(t for t in self.tables if t.role == role)
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """What generation leaves out: names, and features spelt ``area:item``
+    (``key:nullable_unique``, ``clock:date``, ``op:lt``, ``strategy:hash``,
+    ``cascade:detach``, ``clock_test:unix``, ``backend_feature@mysql``...)."""
+
+    table_names: frozenset[str] = frozenset()
+    column_names: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset()
+
+    def allows(self, feature: str) -> bool:
+        return feature not in self.features
+
+    def __or__(self, other: Exclusions) -> Exclusions:
+        return Exclusions(
+            self.table_names | other.table_names,
+            self.column_names | other.column_names,
+            self.features | other.features,
+        )
+
+
+def _literal(draw: st.DrawFn, kind: str, now: datetime) -> Any:
+    if kind in ("int", "unix_s", "unix_ms"):
+        return draw(st.sampled_from([v for v in INTS if v is not None]))
+    if kind == "text":
+        return draw(st.sampled_from([v for v in TEXTS if v is not None]))
+    if kind == "date":
+        return (now.date() - timedelta(days=draw(st.integers(0, 400)))).isoformat()
+    raise AssertionError(kind)
+
+
+def _column_test(draw: st.DrawFn, tab: Tab, now: datetime, ex: Exclusions) -> dict[str, Any]:
+    column = draw(st.sampled_from([c.name for c in tab.cols]))
+    kind = tab.kind(column)
+    if kind == "int" or (kind.startswith("unix") and not ex.allows("clock_test:unix")):
+        ops = ["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "bare"]
+    elif kind in ("text", "date"):
+        ops = ["eq", "ne", "in", "not_in", "is_null", "bare"]
+        if kind == "date":
+            ops += ["lt", "ge"]
+    else:  # a date/time (or Unix time) column: ages
+        ops = ["older_than", "newer_than", "is_null"]
+    ops = [o for o in ops if ex.allows(f"op:{o}")]
+    chosen = draw(st.lists(st.sampled_from(ops), min_size=1, max_size=2, unique=True))
+    if "bare" in chosen:
+        return {column: _literal(draw, kind, now)}
+    test: dict[str, Any] = {}
+    for op in chosen:
+        if op == "is_null":
+            test[op] = draw(st.booleans())
+        elif op in ("in", "not_in"):
+            size = draw(st.integers(1, 3))
+            test[op] = [_literal(draw, kind, now) for _ in range(size)]
+        elif op in ("older_than", "newer_than"):
+            test[op] = draw(st.sampled_from(PERIODS))
+            if kind.startswith("unix"):
+                test["unit"] = "seconds" if kind == "unix_s" else "milliseconds"
+        else:
+            test[op] = _literal(draw, kind, now)
+    return {column: test}
+
+
+# (from role, to role) -> (their column role, our column role)
+LINKS = {
+    ("main", "rel"): ("id", "link"),
+    ("main", "nest"): ("id", "subject"),
+    ("rel", "nest"): ("id", "owner"),
+}
+
+
+@st.composite
+def condition(
+    draw: st.DrawFn,
+    tabs: dict[str, Tab],
+    role: str,
+    now: datetime,
+    ex: Exclusions,
+    depth: int = 2,
+) -> Any:
+    """A condition on the table playing ``role``, nesting ``related``/all/any/not."""
+    tab = tabs[role]
+    shapes = ["test", "test", "mapping"]
+    if depth > 0:
+        shapes += ["all", "any", "not", "list"]
+        if any(src == role for src, _ in LINKS):
+            shapes += ["related", "related"]
+    shape = draw(st.sampled_from(shapes))
+    if shape == "test":
+        return _column_test(draw, tab, now, ex)
+    if shape == "mapping":
+        return _column_test(draw, tab, now, ex) | _column_test(draw, tab, now, ex)
+    inner = condition(tabs, role, now, ex, depth - 1)
+    if shape in ("all", "any"):
+        return {shape: draw(st.lists(inner, min_size=1, max_size=3))}
+    if shape == "list":
+        return draw(st.lists(inner, min_size=2, max_size=3))
+    if shape == "not":
+        return {"not": draw(inner)}
+    target = draw(st.sampled_from([dst for src, dst in LINKS if src == role]))
+    theirs, ours = LINKS[(role, target)]
+    related: dict[str, Any] = {
+        "table": tabs[target].name,
+        "on": {tabs[target].roles[theirs]: tab.roles[ours]},
+    }
+    if draw(st.booleans()):
+        related["where"] = draw(condition(tabs, target, now, ex, depth - 1))
+    out: dict[str, Any] = {"related": related}
+    if draw(st.booleans()):
+        out.update(_column_test(draw, tab, now, ex))
+    return out

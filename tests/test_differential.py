@@ -1,0 +1,216 @@
+"""The differential tester (issue 9, item 10): generated schemas, data and policies, run
+for real on each database and held row by row against an oracle written from SPEC
+section 2 alone (tests/differential/oracle.py, which shares no code with the product).
+
+CI runs a fixed, derandomised set of examples per database. The long mode is
+``pytest -m soak tests/test_differential.py``, ``RETENTION_SOAK_SECONDS`` per database
+(default 200). Each defect it finds becomes an ordinary test in
+test_wrong_row_regressions.py, and is kept out of generation here by ``KNOWN_DEFECTS``
+until it is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from conftest import HASH_KEY, wipe
+from differential.conditions import Case, Exclusions, Tab
+from differential.generate import cases
+from differential.oracle import Expected, expect
+from hypothesis import HealthCheck, given, note, seed
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+from retention import api
+from retention.settings import Settings
+
+# Each known defect: the ordinary test that shows it, the backends it is seen on (None:
+# every one), and what generation leaves out while it stands. Delete an entry when its
+# regression test passes (its strict xfail turns red), so the generator covers that
+# ground again.
+KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {
+    "a table named 'hold' collides with the SQL alias of the holds registry": (
+        "test_a_table_named_hold_is_not_confused_with_the_holds_registry",
+        None,
+        Exclusions(table_names=frozenset({"hold"})),
+    ),
+    "a nullable unique key is refused, not walked with its NULL rows left alone": (
+        "test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others",
+        None,
+        Exclusions(features=frozenset({"key:nullable_unique"})),
+    ),
+}
+# SPEC section 2 features the product does not have today, so the generator does not use
+# them: `unit` beside older_than/newer_than on an integer Unix-time column; a cascade's
+# own `where`.
+NOT_IN_PRODUCT = Exclusions(features=frozenset({"clock_test:unix", "cascade:where"}))
+
+CI_EXAMPLES = int(os.environ.get("RETENTION_DIFFERENTIAL_EXAMPLES", "25"))
+SOAK_SECONDS = float(os.environ.get("RETENTION_SOAK_SECONDS", "200"))
+TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+TYPES: dict[str, TypeEngine[Any]] = {
+    "int": Integer(),
+    "text": String(80),
+    "datetime": TS,
+    "tz": DateTime(timezone=True),
+    "date": Date(),
+    "unix_s": BigInteger(),
+    "unix_ms": BigInteger(),
+}
+
+
+def exclusions(backend: str) -> Exclusions:
+    """Everything the known defects seen on ``backend`` keep out of generation."""
+    out = NOT_IN_PRODUCT
+    for _, backends, excluded in KNOWN_DEFECTS.values():
+        if backends is None or backend in backends:
+            out |= excluded
+    return out
+
+
+def backend_of(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0]
+
+
+def build(engine: Engine, case: Case) -> dict[str, Table]:
+    meta = MetaData()
+    tables = {
+        tab.name: Table(
+            tab.name,
+            meta,
+            *(
+                Column(
+                    c.name,
+                    TYPES[c.kind],
+                    primary_key=c.primary,
+                    unique=c.unique,
+                    autoincrement=False,
+                    nullable=not c.primary,
+                )
+                for c in tab.cols
+            ),
+        )
+        for tab in case.tables
+    }
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        for name, rows in case.rows.items():
+            if rows:
+                conn.execute(insert(tables[name]), rows)
+    return tables
+
+
+def contents(engine: Engine, table: Table) -> Counter[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return Counter(tuple(r) for r in conn.execute(select(table)))
+
+
+def as_counter(tab: Tab, rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    return Counter(tuple(r[c.name] for c in tab.cols) for r in rows)
+
+
+def oracle(case: Case) -> Expected:
+    kinds = {t.name: {c.name: c.kind for c in t.cols} for t in case.tables}
+    main = case.table("main")
+    primary = [c.name for c in main.cols if c.primary]
+    return expect(kinds, case.rows, case.policy, case.now, HASH_KEY.encode(), primary)
+
+
+def check(settings: Settings, case: Case) -> None:
+    """One example: plan and run agree with the oracle; nothing else moved."""
+    url = settings.database_url.get_secret_value()
+    wipe(url)
+    note(f"policy: {json.dumps(case.policy)}")
+    note(f"now: {case.now.isoformat()}")
+    for name, rows in case.rows.items():
+        note(f"{name}: {rows!r}")
+    engine = create_engine(url)
+    try:
+        tables = build(engine, case)
+        settings.policy_file.write_text(json.dumps(case.policy, indent=1), encoding="utf-8")
+        want = oracle(case)
+        note(
+            f"oracle: due={want.due} kept_unless={want.kept_unless} "
+            f"kept_holds={want.kept_holds} dependents={want.dependents}"
+        )
+
+        counts = api.plan(settings, now=case.now).rules[0].counts
+        assert (counts.due, counts.kept_unless, counts.kept_holds) == (
+            want.due,
+            want.kept_unless,
+            want.kept_holds,
+        ), "plan's counts"
+        assert {t: n for t, n in counts.dependents.items() if n} == want.dependents
+
+        outcome = api.run(settings, now=case.now).rules[0]
+        assert (outcome.status, outcome.rows) == ("done", want.due), "run's outcome"
+        assert {t: n for t, n in outcome.dependents.items() if n} == want.dependents
+        for tab in case.tables:
+            found = contents(engine, tables[tab.name])
+            assert found == as_counter(tab, want.tables[tab.name]), f"rows of {tab.name}"
+
+        api.verify(settings)
+        again = api.run(settings, now=case.now).rules[0]
+        assert (again.status, again.rows) == ("done", 0), "a second run changes nothing"
+    finally:
+        engine.dispose()
+
+
+@hsettings(
+    max_examples=CI_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(data=st.data())
+def test_plan_and_run_remove_exactly_the_rows_the_oracle_names(
+    settings: Settings, db_url: str, data: st.DataObject
+) -> None:
+    data_case = data.draw(cases(backend_of(db_url), exclusions(backend_of(db_url))), label="case")
+    check(settings, data_case)
+
+
+@pytest.mark.soak
+def test_soak_plan_and_run_against_the_oracle(settings: Settings, db_url: str) -> None:
+    """The long mode: fresh random examples until the time budget is spent."""
+    backend = backend_of(db_url)
+    stop = time.monotonic() + SOAK_SECONDS
+    round_no = 0
+    while time.monotonic() < stop:
+        round_no += 1
+
+        @seed(int(time.time()) + round_no)
+        @hsettings(
+            max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(case=cases(backend, exclusions(backend)))
+        def one_round(case: Case) -> None:
+            check(settings, case)
+
+        one_round()

@@ -1,0 +1,177 @@
+"""Counterexamples the differential tester found (tests/test_differential.py), each
+shrunk to a readable case on every database (issue 9, "never the wrong row").
+
+Each is a strict xfail naming its defect until the product is fixed; then the xfail
+turns red, the marker goes, and the matching entry of ``KNOWN_DEFECTS`` in
+test_differential.py goes with it.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import mysql
+
+from retention import api
+from retention.settings import Settings
+
+TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
+OLD = datetime(2024, 1, 1, 8, 0, 0)  # naive UTC, past every cutoff below
+
+
+def defect(request: pytest.FixtureRequest, reason: str, *, on: tuple[str, ...] = ()) -> None:
+    """Mark this test a strict xfail for ``reason`` (on the backends ``on``; all if empty)."""
+    backend = request.node.callspec.params["db_url"]
+    if not on or backend in on:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"issue 9: {reason}"))
+
+
+def write_policy(settings: Settings, body: str, *, with_holds: bool = False) -> None:
+    head = "version: 1\ndefaults: {guard: {max_fraction: 1}}\n"
+    if with_holds:
+        head += HOLDS
+    settings.policy_file.write_text(head + textwrap.dedent(body), encoding="utf-8")
+
+
+def create(engine: Engine, meta: MetaData, rows: dict[Table, list[dict[str, Any]]]) -> None:
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        for table, values in rows.items():
+            if values:
+                conn.execute(insert(table), values)
+
+
+def left(engine: Engine, table: Table, column: str) -> list[Any]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(table.c[column])).scalars(), key=lambda v: (v is None, v))
+
+
+@pytest.fixture
+def db(settings: Settings) -> Any:
+    eng = create_engine(settings.database_url.get_secret_value())
+    yield eng
+    eng.dispose()
+
+
+def holds_registry(meta: MetaData, *extra: Column[Any]) -> Table:
+    return Table(
+        "legal_holds",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("subject_id", Integer, nullable=True),
+        Column("released_at", TS, nullable=True),
+        *extra,
+    )
+
+
+HOLDS = """\
+holds:
+  table: legal_holds
+  subject_column: subject_id
+  active: {released_at: {is_null: true}}
+"""
+
+
+def test_a_table_named_hold_is_not_confused_with_the_holds_registry(
+    settings: Settings, db: Engine, request: pytest.FixtureRequest
+) -> None:
+    """The rule's table may be called ``hold``: user 2's row stays held, user 1's goes."""
+    defect(
+        request,
+        "a table named 'hold' collides with the SQL alias of the holds registry",
+    )
+    meta = MetaData()
+    hold = Table(
+        "hold",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("user_id", Integer, nullable=True),
+        Column("created_at", TS, nullable=True),
+    )
+    # The registry also records who placed the hold, in a column of the same name.
+    registry = holds_registry(meta, Column("user_id", Integer, nullable=True))
+    create(
+        db,
+        meta,
+        {
+            registry: [{"id": 1, "subject_id": 2, "released_at": None, "user_id": 9}],
+            hold: [
+                {"id": 1, "user_id": 1, "created_at": OLD},
+                {"id": 2, "user_id": 2, "created_at": OLD},
+            ],
+        },
+    )
+    write_policy(
+        settings,
+        """\
+        rules:
+          - name: hold
+            table: hold
+            clock: created_at
+            after: P30D
+            hold_subject: user_id
+            action: delete
+        """,
+        with_holds=True,
+    )
+    counts = api.plan(settings, now=NOW).rules[0].counts
+    assert (counts.due, counts.kept_holds) == (1, 1)
+    assert api.run(settings, now=NOW).rules[0].rows == 1
+    assert left(db, hold, "id") == [2]
+
+
+def test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others(
+    settings: Settings, db: Engine, request: pytest.FixtureRequest
+) -> None:
+    """SPEC 2: ``key`` may name a unique column that allows NULL; NULL-keyed rows are
+    never selected, the other due rows go."""
+    defect(request, "a nullable unique key column is refused instead of walked")
+    meta = MetaData()
+    sessions = Table(
+        "sessions",
+        meta,
+        Column("code", String(20), nullable=True, unique=True),
+        Column("seen_at", TS, nullable=True),
+    )
+    create(
+        db,
+        meta,
+        {
+            sessions: [
+                {"code": "a", "seen_at": OLD},
+                {"code": None, "seen_at": OLD},
+                {"code": "b", "seen_at": datetime(2024, 6, 14)},
+            ]
+        },
+    )
+    write_policy(
+        settings,
+        """\
+        rules:
+          - name: sessions
+            table: sessions
+            key: [code]
+            clock: seen_at
+            after: P30D
+            action: delete
+        """,
+    )
+    assert api.plan(settings, now=NOW).rules[0].counts.due == 1
+    assert api.run(settings, now=NOW).rules[0].rows == 1
+    assert left(db, sessions, "code") == ["b", None]
