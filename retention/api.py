@@ -217,7 +217,11 @@ def run(
 
 
 def verify(
-    settings: Settings, *, expect_head: str | None = None, heads_file: str | None = None
+    settings: Settings,
+    *,
+    expect_head: str | None = None,
+    heads_file: str | None = None,
+    allow_empty: bool = False,
 ) -> Verified:
     """Recompute the audit chain; ``AuditTampered`` names the first bad record.
 
@@ -235,7 +239,9 @@ def verify(
     engine = make_engine(settings)
     try:
         with reachable(engine), read_only(engine) as conn:
-            return verify_table(conn, loaded.policy.audit.table, expect_head, kept)
+            return verify_table(
+                conn, loaded.policy.audit.table, expect_head, kept, allow_empty=allow_empty
+            )
     finally:
         engine.dispose()
 

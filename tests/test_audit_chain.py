@@ -234,13 +234,26 @@ def test_tampering_is_detected_at_the_first_bad_record(
     assert f"record {seq}" in result.stderr
 
 
+def rewind_head(conn: Connection) -> None:
+    """Point the head table at the last record left, as an owner cutting the tail could."""
+    last = conn.execute(text("SELECT MAX(seq) FROM retention_audit")).scalar_one()
+    tip = conn.execute(text("SELECT hash FROM retention_audit WHERE seq = :s"), {"s": last})
+    conn.execute(
+        text("UPDATE retention_audit_head SET seq = :s, hash = :h WHERE id = 1"),
+        {"s": last, "h": tip.scalar_one()},
+    )
+
+
 def test_a_cut_tail_is_detected_only_against_the_expected_head(
     settings: Settings, engine: Engine
 ) -> None:
+    """With the head table rewound too; an intact head table catches it alone
+    (test_verify_tamper.py)."""
     head = seven_records(settings, engine)
     with engine.begin() as conn:
         guard.remove(conn, "retention_audit")
         conn.execute(text("DELETE FROM retention_audit WHERE seq >= 6"))
+        rewind_head(conn)
 
     assert api.verify(settings).records == 5
     assert verify_cli(settings).exit_code == 0
@@ -307,12 +320,14 @@ def test_an_independent_verifier_agrees_with_every_hash(settings: Settings, engi
 
 
 def test_an_absent_log_verifies_with_the_zero_head(settings: Settings, engine: Engine) -> None:
+    """Only when asked to (--allow-empty); without it, test_verify_tamper.py: exit 4."""
     make_feedback(engine, [1], [])
     write_policy(settings.policy_file, chain_policy(batch_size=1))
 
-    assert api.verify(settings) == api.verify(settings, expect_head=ZERO)
-    assert (api.verify(settings).records, api.verify(settings).head) == (0, ZERO)
-    result = verify_cli(settings)
+    verified = api.verify(settings, allow_empty=True)
+    assert verified == api.verify(settings, expect_head=ZERO, allow_empty=True)
+    assert (verified.records, verified.head) == (0, ZERO)
+    result = verify_cli(settings, "--allow-empty")
     assert result.exit_code == 0, result.output
     assert ZERO in result.stdout
 
@@ -347,6 +362,7 @@ def test_run_appends_its_head_to_the_head_file_and_a_kept_head_catches_a_cut_tai
             text("SELECT seq FROM retention_audit WHERE hash = :h"), {"h": first}
         ).scalar_one()
         conn.execute(text("DELETE FROM retention_audit WHERE seq > :s"), {"s": last_of_first_run})
+        rewind_head(conn)
 
     assert api.verify(settings).head == first  # alone, the shorter log looks whole
     with pytest.raises(AuditTampered) as caught:

@@ -20,6 +20,7 @@ import click
 from click.core import ParameterSource
 
 from retention import __version__, api, render
+from retention.audit.records import key_fingerprint
 from retention.cli.audit import register as _register_audit_commands
 from retention.cli.common import common_options
 from retention.errors import (
@@ -261,11 +262,42 @@ def audit_init(settings: Settings) -> None:
     metavar="FILE",
     help="Heads kept elsewhere, one per line; each must still be in the log.",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Accept a database with no audit log at all (else exit 4).",
+)
 @common_options
-def audit_verify(settings: Settings, expect_head: str | None, heads_file: str | None) -> None:
+def audit_verify(
+    settings: Settings, expect_head: str | None, heads_file: str | None, allow_empty: bool
+) -> None:
     """Recompute the hash chain; exit 4 naming the first bad record."""
-    result = api.verify(settings, expect_head=expect_head, heads_file=heads_file)
+    result = api.verify(
+        settings, expect_head=expect_head, heads_file=heads_file, allow_empty=allow_empty
+    )
     click.echo(f"audit log verified: {result.records} records, head {result.head}")
+    if result.expected_at is not None:
+        grown = result.records - result.expected_at
+        click.echo(
+            f"expected head found at record {result.expected_at}: the log grew by "
+            f"{grown} record{'s' if grown != 1 else ''} since"
+        )
+    _note_other_keys(settings, result.key_fingerprints)
+
+
+def _note_other_keys(settings: Settings, fingerprints: frozenset[str]) -> None:
+    """Say when runs wrote under another hash key, so a lookup's "no record" is not trusted."""
+    if settings.hash_key is None or not fingerprints:
+        return
+    ours = key_fingerprint(settings.hash_key.get_secret_value().encode())
+    others = fingerprints - {ours}
+    if others:
+        click.echo(
+            f"note: runs in this log were written under {len(others)} other hash "
+            f"key{'s' if len(others) != 1 else ''} (a rotated or wrong RETENTION_HASH_KEY): "
+            "digests made under them cannot be matched with the current key",
+            err=True,
+        )
 
 
 def main() -> None:
