@@ -13,7 +13,6 @@ a zero-byte file, a file nested thousands of levels deep and a 5000-digit number
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,11 +20,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from builders import invoke
 from conftest import BACKENDS, HASH_KEY, wipe
 from sqlalchemy import Engine, MetaData, create_engine, func, select
 
-from retention.cli import cli
 from retention.demo import demo_metadata
 
 CORPUS = Path(__file__).parent / "policies"
@@ -217,16 +215,6 @@ def demo_database(
             wipe(database.url)
 
 
-@pytest.fixture
-def runner() -> Iterator[CliRunner]:
-    """A CliRunner that leaves the root logger as it found it (the CLI configures logging)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield CliRunner()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 # --- the test --------------------------------------------------------------------------
 
 
@@ -237,7 +225,6 @@ def test_malformed_policy_is_refused_with_one_actionable_line_per_problem(
     backend: str | None,
     command: str,
     tmp_path: Path,
-    runner: CliRunner,
     demo_database: Callable[[str], str],
 ) -> None:
     """Exit 78, the expected ``file:line:col`` line, no traceback, nothing written anywhere:
@@ -257,7 +244,7 @@ def test_malformed_policy_is_refused_with_one_actionable_line_per_problem(
         args = [command, "--policy", str(policy), "--database", database.url]
         before = fingerprint(database.engine)
 
-    result = runner.invoke(cli, args, env={"RETENTION_HASH_KEY": HASH_KEY})
+    result = invoke(args, {"RETENTION_HASH_KEY": HASH_KEY}, catch_exceptions=True)
 
     stderr = result.stderr
     assert result.exit_code == EXIT_CONFIG, (
