@@ -39,9 +39,9 @@ from retention.audit.report import (
     RuleInfo,
     Verification,
     build_report,
-    render_html,
     report_data,
 )
+from retention.audit.report_html import render_html
 from retention.audit.writer import ensure_audit_tables
 from retention.cli import cli
 from retention.demo import create_demo, demo_metadata

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from retention.audit.records import (
     audit_exists,
     audit_tables,
 )
+from retention.errors import UsageError
 
 When = date | datetime
 Record = dict[str, Any]
@@ -87,18 +88,39 @@ def utc_bounds(since: When | None, until: When | None) -> tuple[datetime | None,
     """The half-open range ``[since, until)`` as naive UTC, as ``at`` is stored.
 
     A date ``until`` takes in that whole day: ``--since 2026-01-01 --until 2026-03-31`` is
-    the first quarter. A date-time ``until`` is exclusive.
+    the first quarter. A date-time ``until`` is exclusive. A bound at the calendar's end
+    (``--until 9999-12-31``) is no bound at all, rather than a day Python cannot count to.
     """
     lower = _naive_utc(since, next_day=False) if since is not None else None
     upper = _naive_utc(until, next_day=True) if until is not None else None
-    return lower, upper
+    return (None if lower == datetime.min else lower), (None if upper == datetime.max else upper)
+
+
+def check_period(since: When | None, until: When | None) -> None:
+    """``UsageError`` for a period that holds no instant (``--since`` not before ``--until``)."""
+    lower, upper = utc_bounds(since, until)
+    if lower is not None and upper is not None and lower >= upper:
+        raise UsageError(
+            f"--since {_shown(since)} is not before --until {_shown(until)}: the period is empty"
+        )
+
+
+def _shown(value: When | None) -> str:
+    return value.isoformat() if value is not None else ""
 
 
 def _naive_utc(value: When, *, next_day: bool) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
+            try:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:
+                # 0001-01-01T00:00+01:00 or 9999-12-31T23:00-05:00: past the calendar's
+                # ends in UTC, so before or after every record.
+                return datetime.min if value.year == 1 else datetime.max
         return value
+    if next_day and value == date.max:
+        return datetime.max
     day = value + timedelta(days=1) if next_day else value
     return datetime.combine(day, time())
 
@@ -160,6 +182,20 @@ def stored_head(conn: Connection, table_name: str) -> tuple[int, str] | None:
         return None
     row = conn.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1)).first()
     return (int(row.seq), str(row.hash)) if row is not None else None
+
+
+def hashes_present(conn: Connection, table_name: str, hashes: Iterable[str]) -> set[str]:
+    """Which of ``hashes`` are the hash of a record in the log (by its unique index)."""
+    if not audit_exists(conn, table_name):
+        return set()
+    _, records, _ = audit_tables(table_name)
+    wanted, found = sorted(set(hashes)), set[str]()
+    for start in range(0, len(wanted), 500):  # a bounded IN list on every database
+        chunk = wanted[start : start + 500]
+        found.update(
+            conn.execute(select(records.c.hash).where(records.c.hash.in_(chunk))).scalars()
+        )
+    return found
 
 
 def keys_recorded(conn: Connection, table_name: str) -> bool:

@@ -1,8 +1,8 @@
 """``retention audit show | export | report | find``: read the audit log for people and tools.
 
-Each command opens the log read-only, calls the audit library and renders its result;
-errors become exit codes in ``common_options``. ``register`` adds the commands to the
-``audit`` group of ``retention.cli``.
+Each command parses its options, calls one api function and renders its result; errors
+rise to the command group in ``cli/__init__.py``, which maps them to exit codes.
+``register`` adds the commands to the ``audit`` group of ``retention.cli``.
 """
 
 from __future__ import annotations
@@ -11,29 +11,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
-from sqlalchemy import Connection
 
 from retention import api
-from retention.audit.export import FORMATS, write_export
-from retention.audit.query import (
-    When,
-    first_keyed_record,
-    iter_records,
-    key_proof,
-    parse_when,
-)
+from retention.audit.export import FORMATS
+from retention.audit.query import When, parse_when
 from retention.audit.records import iso
-from retention.audit.report import certificate, render_html, report_data
+from retention.audit.report_html import render_html
 from retention.cli.common import common_options
-from retention.db import make_engine, reachable
 from retention.errors import UsageError
-from retention.policy.loader import LoadedPolicy
 from retention.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,28 +56,39 @@ def period_options(func: F) -> F:
     return since(until(func))
 
 
-@contextmanager
-def reading(settings: Settings) -> Iterator[tuple[LoadedPolicy, Connection]]:
-    """The policy (for the audit table's name) and a read-only connection."""
-    loaded = api.load(settings)
-    engine = make_engine(settings)
-    try:
-        with reachable(engine), api.read_only(engine) as conn:
-            yield loaded, conn
-    finally:
-        engine.dispose()
+def _to_stdout(output: Path | None) -> bool:
+    return output is None or str(output) == "-"
+
+
+def check_output(output: Path | None) -> None:
+    """Refuse an --output that cannot be written before any work is done (exit 2)."""
+    if _to_stdout(output):
+        return
+    assert output is not None
+    parent = output.parent
+    if not parent.is_dir():
+        raise UsageError(f"--output {output}: directory {parent} does not exist")
+    if output.is_dir():
+        raise UsageError(f"--output {output}: is a directory")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--output {output}: directory {parent} is not writable")
 
 
 @contextmanager
 def output_stream(output: Path | None) -> Iterator[TextIO]:
     """stdout, or a file that appears under its name only once completely written."""
-    if output is None or str(output) == "-":
+    if _to_stdout(output):
         with stdout_pipe():
             yield sys.stdout
         return
+    assert output is not None
     partial = output.with_name(f".{output.name}.partial")
     try:
-        with partial.open("w", encoding="utf-8", newline="") as fh:
+        try:
+            fh = partial.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise UsageError(f"--output {output}: cannot write: {exc.strerror}") from None
+        with fh:
             yield fh
         os.replace(partial, output)
     finally:
@@ -103,17 +105,6 @@ def stdout_pipe() -> Iterator[None]:
         # Python would report the pipe again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise click.exceptions.Exit(141) from None  # 128 + SIGPIPE, as a shell reports it
-
-
-def read_heads(path: Path | None) -> list[str]:
-    if path is None:
-        return []
-    try:
-        return [
-            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
-    except OSError as exc:
-        raise UsageError(f"cannot read heads file {path}: {exc.strerror}") from None
 
 
 def _fit(text: str, width: int) -> str:
@@ -153,17 +144,15 @@ def audit_show(
     settings: Settings, since: When | None, until: When | None, rule: str | None, run_id: str | None
 ) -> None:
     """The audit records as a table, oldest first."""
-    with reading(settings) as (loaded, conn):
-        records = iter_records(conn, loaded.policy.audit.table, since=since, until=until,
-                               rule=rule, run_id=run_id)  # fmt: skip
-        with closing(records), stdout_pipe():
-            click.echo(show_line([name for name, _, _ in SHOW_COLUMNS]))
-            shown = 0
-            for record in records:
-                click.echo(show_line(show_values(record)))
-                shown += 1
-            if not shown:
-                click.echo("(no records)")
+    selected = api.audit_records(settings, since=since, until=until, rule=rule, run_id=run_id)
+    with selected as records, stdout_pipe():
+        click.echo(show_line([name for name, _, _ in SHOW_COLUMNS]))
+        shown = 0
+        for record in records:
+            click.echo(show_line(show_values(record)))
+            shown += 1
+        if not shown:
+            click.echo("(no records)")
 
 
 @click.command("export")
@@ -176,10 +165,10 @@ def audit_export(
     settings: Settings, fmt: str, output: Path | None, since: When | None, until: When | None
 ) -> None:
     """Every record with every field, as JSON Lines or CSV, streamed."""
-    with reading(settings) as (loaded, conn), output_stream(output) as out:
-        records = iter_records(conn, loaded.policy.audit.table, since=since, until=until)
-        with closing(records):
-            count = write_export(records, "csv" if fmt == "csv" else "jsonl", out)
+    check_output(output)
+    with output_stream(output) as out:
+        count = api.export(settings, out, fmt="csv" if fmt == "csv" else "jsonl",
+                           since=since, until=until)  # fmt: skip
     click.echo(f"exported {count} audit records", err=True)
 
 
@@ -209,20 +198,18 @@ def audit_report(
     until: When | None,
 ) -> None:
     """A certificate of deletion for a period; exit 4 (after writing it) if the chain is broken."""
-    with reading(settings) as (loaded, conn):
-        built = certificate(conn, loaded, database=settings.masked_url(), now=datetime.now(UTC),
-                            since=since, until=until, expect_head=expect_head,
-                            kept_heads=read_heads(heads_file))  # fmt: skip
-    data = report_data(built)
+    check_output(output)
+    built = api.certificate(settings, since=since, until=until, expect_head=expect_head,
+                            heads_file=None if heads_file is None else str(heads_file))  # fmt: skip
     text = (
-        json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        json.dumps(built.data, indent=2, ensure_ascii=False) + "\n"
         if fmt == "json"
-        else render_html(data)
+        else render_html(built.data)
     )
     with output_stream(output) as out:
         out.write(text)
-    if built.verification.error is not None:
-        raise built.verification.error
+    if built.error is not None:
+        raise built.error
 
 
 @click.command("find")
@@ -235,20 +222,16 @@ def audit_find(
     settings: Settings, table: str, keys: tuple[str, ...], since: When | None, until: When | None
 ) -> None:
     """Which record removed one key: the answer to "prove you deleted my data"."""
-    hash_key = settings.require_hash_key()
-    with reading(settings) as (loaded, conn):
-        audit_table = loaded.policy.audit.table
-        first = first_keyed_record(conn, audit_table)
-        if first is None and not loaded.policy.audit.record_keys:
-            click.echo("record_keys is off: this log holds no per-key digests, so a single key "
-                       "cannot be looked up (set `audit: {record_keys: true}` in the policy to "
-                       "record them from the next run)")  # fmt: skip
-            return
-        found = key_proof(conn, audit_table, hash_key, table, keys, since=since, until=until)
-    tables = {r.table for r in loaded.policy.rules}
-    if table not in tables:
-        click.echo(f"note: no rule of {loaded.path} acts on table '{table}' "
-                   f"(rules act on: {', '.join(sorted(tables))})", err=True)  # fmt: skip
+    proof = api.find_keys(settings, table=table, keys=keys, since=since, until=until)
+    first, found = proof.first_keyed, proof.found
+    if first is None and not proof.record_keys:
+        click.echo("record_keys is off: this log holds no per-key digests, so a single key "
+                   "cannot be looked up (set `audit: {record_keys: true}` in the policy to "
+                   "record them from the next run)")  # fmt: skip
+        return
+    if table not in proof.rule_tables:
+        click.echo(f"note: no rule of {proof.policy_path} acts on table '{table}' "
+                   f"(rules act on: {', '.join(proof.rule_tables)})", err=True)  # fmt: skip
     for record in found:
         verb = _VERBS.get(record["action"] or "", "removed")
         click.echo(f"{verb} at {iso(record['at'])} by rule {record['rule']} "

@@ -1,0 +1,262 @@
+"""The auditors' commands as Python functions: records, export, certificate, find_keys.
+
+``retention.api`` re-exports every public name here; import them from there. Each
+function reads the log through a read-only connection, checks its period first
+(``UsageError`` for one that holds no instant) and returns data; rendering is the
+caller's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, Select, case, func
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import Case, ColumnElement
+
+from retention.audit.evidence import OldestKept
+from retention.audit.export import Format, write_export
+from retention.audit.query import (
+    Record,
+    When,
+    check_period,
+    first_keyed_record,
+    iter_records,
+    key_proof,
+)
+from retention.audit.report import certificate as build_certificate
+from retention.audit.report import report_data
+from retention.db import make_engine, reachable
+from retention.errors import AuditTampered, PolicyError, UsageError
+from retention.plan import RulePlan
+from retention.policy.loader import LoadedPolicy
+from retention.settings import Settings
+
+_HEAD = re.compile(r"[0-9a-f]{64}")
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[tuple[LoadedPolicy, Engine, Connection]]:
+    # api re-exports this module, so api's own helpers are imported when first used.
+    from retention.api import load, read_only  # noqa: PLC0415  (a cycle: api imports us)
+
+    loaded = load(settings)
+    engine = make_engine(settings)
+    try:
+        with reachable(engine), read_only(engine) as conn:
+            yield loaded, engine, conn
+    finally:
+        engine.dispose()
+
+
+def read_heads(path: str | None) -> list[str]:
+    """The heads in a heads file, one per line; ``UsageError`` for a line that is not one.
+
+    The line itself is not repeated in the error: a wrong file could hold anything.
+    """
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line.strip() for line in fh]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise UsageError(f"cannot read heads file {path}: {reason}") from None
+    heads = []
+    for number, line in enumerate(lines, 1):
+        if not line:
+            continue
+        if not _HEAD.fullmatch(line.lower()):
+            raise UsageError(
+                f"heads file {path}, line {number}: not a head (64 hexadecimal digits)"
+            )
+        heads.append(line.lower())
+    return heads
+
+
+@contextmanager
+def audit_records(
+    settings: Settings,
+    *,
+    since: When | None = None,
+    until: When | None = None,
+    rule: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[Iterator[Record]]:
+    """The log's records, oldest first, streamed while the ``with`` block lasts."""
+    check_period(since, until)
+    with _reading(settings) as (loaded, _, conn):
+        records = iter_records(conn, loaded.policy.audit.table, since=since, until=until,
+                               rule=rule, run_id=run_id)  # fmt: skip
+        with closing(records):
+            yield records
+
+
+def export(
+    settings: Settings,
+    out: TextIO,
+    *,
+    fmt: Format = "jsonl",
+    since: When | None = None,
+    until: When | None = None,
+) -> int:
+    """Write every record of the period to ``out`` (JSON Lines or CSV); returns how many."""
+    with audit_records(settings, since=since, until=until) as records:
+        return write_export(records, fmt, out)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The certificate's document, and the chain's break to raise once it is written."""
+
+    data: dict[str, Any]
+    error: AuditTampered | None
+
+
+def certificate(
+    settings: Settings,
+    *,
+    since: When | None = None,
+    until: When | None = None,
+    expect_head: str | None = None,
+    heads_file: str | None = None,
+    now: datetime | None = None,
+) -> Certificate:
+    """The certificate of deletion for a period: a broken chain is in it, not raised."""
+    check_period(since, until)
+    kept_heads = read_heads(heads_file)
+    now = now or datetime.now(UTC)
+    with _reading(settings) as (loaded, engine, conn):
+        oldest = oldest_kept(settings, engine, loaded, now)
+        report = build_certificate(
+            conn, loaded, database=settings.masked_url(), now=now, since=since, until=until,
+            expect_head=expect_head, kept_heads=kept_heads, heads_file=heads_file,
+            oldest_kept=oldest,
+        )  # fmt: skip
+    return Certificate(report_data(report), report.verification.error)
+
+
+def oldest_kept(
+    settings: Settings, engine: Engine, loaded: LoadedPolicy, now: datetime
+) -> dict[str, OldestKept]:
+    """Per rule, the age in days of the oldest row past its cutoff that ``unless`` or a
+    hold keeps now: an exception that never ends shows as an age that only grows.
+
+    Read-only, one query per rule, each in its own transaction so that a table the
+    auditor may not read costs that rule's figure only.
+    """
+    from retention.api import _compile, read_only  # noqa: PLC0415  (as above)
+
+    names = [rule.name for rule in loaded.policy.rules]
+    try:
+        _, plan = _compile(settings, engine, names, now, loaded)
+    except PolicyError:
+        note = "the policy does not fit the database's schema; run `retention validate`"
+        return {name: OldestKept(note=note) for name in names}
+    out: dict[str, OldestKept] = {}
+    for rule_plan in plan.rules:
+        try:
+            with read_only(engine) as conn:
+                out[rule_plan.name] = _oldest(conn, rule_plan, now, loaded)
+        except DBAPIError as exc:
+            reason = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+            out[rule_plan.name] = OldestKept(note=f"its table could not be read ({reason})")
+    return out
+
+
+def _oldest(conn: Connection, plan: RulePlan, now: datetime, loaded: LoadedPolicy) -> OldestKept:
+    count = _count_statement(plan)
+    unless, held = (_kept_when(count, label) for label in ("kept_unless", "kept_holds"))
+    clock = plan.table.c[plan.rule.clock]
+    # The count's own WHERE (rows past the cutoff) and its own split of the kept rows,
+    # so these ages are of exactly the rows `plan` counts as kept.
+    stmt = count.with_only_columns(func.min(case((unless, clock))), func.min(case((held, clock))))
+    first_unless, first_held = conn.execute(stmt).one()
+    timezone = ZoneInfo(loaded.policy.defaults.timezone)
+    return OldestKept(
+        _age(first_unless, plan, now, timezone), _age(first_held, plan, now, timezone)
+    )
+
+
+def _count_statement(plan: RulePlan) -> Select[Any]:
+    """The plan's count of the rows past the cutoff: a field of the plan, or its step."""
+    for step in getattr(plan, "steps", ()):
+        if step.kind.value == "count_selection":
+            statement: Select[Any] = step.statement
+            return statement
+    statement = getattr(plan, "count_selection")  # noqa: B009  (absent from stepped plans)
+    return statement
+
+
+def _kept_when(count: Select[Any], label: str) -> ColumnElement[bool]:
+    """The condition inside the count's ``sum(case((kept, 1), else_=0))`` column."""
+    for element in visitors.iterate(count.selected_columns[label]):
+        if isinstance(element, Case):
+            condition: ColumnElement[bool] = element.whens[0][0]
+            return condition
+    raise AssertionError(f"the count of the rows past the cutoff has no {label} column")
+
+
+def _age(value: Any, plan: RulePlan, now: datetime, timezone: ZoneInfo) -> int | None:
+    if value is None:
+        return None
+    unit = plan.rule.clock_unit
+    if unit is not None and isinstance(value, int | float):
+        value = datetime.fromtimestamp(value / (1000 if unit == "milliseconds" else 1), UTC)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return max((now - aware) // timedelta(days=1), 0)
+    if isinstance(value, date):
+        return max((now.astimezone(timezone).date() - value).days, 0)
+    return None
+
+
+@dataclass(frozen=True)
+class KeyProof:
+    """What the log says about one key: the records that removed it, and the limits."""
+
+    found: list[Record]
+    record_keys: bool  # the policy in force records keys
+    first_keyed: Record | None  # the first batch with per-key digests, if any
+    policy_path: str
+    rule_tables: tuple[str, ...]
+
+
+def find_keys(
+    settings: Settings,
+    *,
+    table: str,
+    keys: Sequence[str],
+    since: When | None = None,
+    until: When | None = None,
+) -> KeyProof:
+    """The batch records that removed one key of ``table``; the key is never returned."""
+    check_period(since, until)
+    hash_key = settings.require_hash_key()
+    with _reading(settings) as (loaded, _, conn):
+        audit_table = loaded.policy.audit.table
+        first = first_keyed_record(conn, audit_table)
+        found = key_proof(conn, audit_table, hash_key, table, keys, since=since, until=until)
+    return KeyProof(
+        found, loaded.policy.audit.record_keys, first, loaded.path,
+        tuple(sorted({r.table for r in loaded.policy.rules})),
+    )  # fmt: skip
+
+
+__all__ = [
+    "Certificate",
+    "KeyProof",
+    "audit_records",
+    "certificate",
+    "export",
+    "find_keys",
+    "oldest_kept",
+    "read_heads",
+]
