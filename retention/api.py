@@ -6,12 +6,14 @@ returns data or raises an error from ``retention.errors``.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine
@@ -76,6 +78,17 @@ def validate(settings: Settings, *, offline: bool = False) -> Validation:
 def schema() -> dict[str, Any]:
     """The policy file's JSON Schema."""
     return json_schema()
+
+
+def demo_hash_key(settings: Settings, env_file: Path = Path(".env")) -> Path | None:
+    """When no hash key is set, append a generated one to ``env_file`` (mode 0600) so the
+    demo's runs have one; returns the file written, or None when a key was set."""
+    if settings.hash_key is not None:
+        return None
+    with env_file.open("a", encoding="utf-8") as fh:
+        fh.write(f"RETENTION_HASH_KEY={secrets.token_urlsafe(32)}\n")
+    env_file.chmod(0o600)
+    return env_file
 
 
 def demo(
@@ -229,13 +242,7 @@ def verify(
     ``RETENTION_AUDIT_HEAD_FILE`` collects); each must still be in the log.
     """
     loaded = load(settings)
-    kept: list[str] = []
-    if heads_file is not None:
-        try:
-            with open(heads_file, encoding="utf-8") as fh:
-                kept = [line.strip() for line in fh if line.strip()]
-        except OSError as exc:
-            raise UsageError(f"cannot read heads file {heads_file}: {exc.strerror}") from None
+    kept = read_heads(heads_file)
     engine = make_engine(settings)
     try:
         with reachable(engine), read_only(engine) as conn:
@@ -301,15 +308,36 @@ def read_only(engine: Engine) -> AbstractContextManager[Connection]:
     return backend_for(engine).read_only(engine)
 
 
+# The auditors' commands live in their own module, to keep this one readable.
+from retention.api_audit import (  # noqa: E402
+    Certificate,
+    KeyProof,
+    audit_records,
+    certificate,
+    export,
+    find_keys,
+    oldest_kept,
+    read_heads,
+)
+
 __all__ = [
+    "Certificate",
+    "KeyProof",
     "PlanReport",
     "PlannedRule",
     "Validation",
     "__version__",
     "audit_init",
+    "audit_records",
+    "certificate",
     "demo",
+    "demo_hash_key",
+    "export",
+    "find_keys",
     "load",
+    "oldest_kept",
     "plan",
+    "read_heads",
     "reflect_checked",
     "run",
     "schema",

@@ -8,12 +8,10 @@ SPEC section 4's exit codes (``RetentionGroup``); the auditors' commands are in
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -112,17 +110,18 @@ def schema() -> None:
 @common_options
 def demo(settings: Settings, force: bool) -> None:
     """Create a demo database with realistic data for the shipped policies.yaml."""
-    if settings.hash_key is None:
-        key = secrets.token_urlsafe(32)
-        env = Path(".env")
-        with env.open("a", encoding="utf-8") as fh:
-            fh.write(f"RETENTION_HASH_KEY={key}\n")
-        env.chmod(0o600)
-        click.echo("wrote a new RETENTION_HASH_KEY to .env", err=True)
+
+    def hash_key_to_env() -> None:
+        # Once the demo has decided to proceed: a refused demo leaves no .env behind.
+        env = api.demo_hash_key(settings)
+        if env is not None:
+            click.echo(f"wrote a new RETENTION_HASH_KEY to {env}", err=True)
+
     # Only a database named on the command line, never one from the environment, may be a
     # server the demo replaces tables on.
     named = click.get_current_context().get_parameter_source("database")
-    summary = api.demo(settings, force=force, database_given=named is ParameterSource.COMMANDLINE)
+    summary = api.demo(settings, force=force, database_given=named is ParameterSource.COMMANDLINE,
+                       before_changes=hash_key_to_env)  # fmt: skip
     total = sum(summary.rows.values())
     click.echo(f"demo database {settings.masked_url()}: {total} rows")
     for table, count in summary.rows.items():
