@@ -10,11 +10,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from click.testing import CliRunner
+from builders import invoke
 from conftest import HASH_KEY, ROOT
 from ruamel.yaml import YAML
 
-from retention.cli import cli
 from retention.settings import Settings, load_settings, mask_url
 
 POLICY = ROOT / "policies.yaml"
@@ -26,7 +25,7 @@ def _yaml(path: Path) -> object:
 
 
 def test_the_schema_command_prints_a_schema_the_shipped_policy_satisfies() -> None:
-    result = CliRunner().invoke(cli, ["schema"])
+    result = invoke(["schema"])
     assert result.exit_code == 0
     schema = json.loads(result.output)
     jsonschema.validate(_yaml(POLICY), schema)
@@ -34,7 +33,7 @@ def test_the_schema_command_prints_a_schema_the_shipped_policy_satisfies() -> No
 
 def test_the_committed_schema_file_is_what_the_model_derives() -> None:
     """policy.schema.json is generated, never edited: regenerate with `retention schema`."""
-    result = CliRunner().invoke(cli, ["schema"])
+    result = invoke(["schema"])
     assert json.loads((ROOT / "policy.schema.json").read_text()) == json.loads(result.output)
 
 
@@ -44,7 +43,7 @@ def test_the_shipped_policy_names_its_schema_on_the_first_line() -> None:
 
 
 def test_the_schema_rejects_an_unknown_rule_key() -> None:
-    schema = json.loads(CliRunner().invoke(cli, ["schema"]).output)
+    schema = json.loads(invoke(["schema"]).output)
     bad = {"version": 1, "rules": [{"name": "x", "table": "t", "clock": "c", "after": "P1D",
                                     "action": "delete", "colour": "red"}]}  # fmt: skip
     with pytest.raises(jsonschema.ValidationError):
@@ -52,18 +51,17 @@ def test_the_schema_rejects_an_unknown_rule_key() -> None:
 
 
 def test_demo_then_validate_accepts_the_shipped_policy(db_url: str) -> None:
-    runner = CliRunner()
     env = {"RETENTION_HASH_KEY": HASH_KEY}
-    made = runner.invoke(cli, ["demo", "--database", db_url], env=env)
+    made = invoke(["demo", "--database", db_url], env)
     assert made.exit_code == 0, made.output
-    checked = runner.invoke(cli, ["validate", "--database", db_url, "--policy", str(POLICY)])
+    checked = invoke(["validate", "--database", db_url, "--policy", str(POLICY)])
     assert checked.exit_code == 0, checked.output
     assert "5 rules valid" in checked.output
 
 
 def test_demo_writes_a_generated_hash_key_to_dot_env_when_none_is_set(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    result = CliRunner().invoke(cli, ["demo", "--database", url])
+    result = invoke(["demo", "--database", url])
     assert result.exit_code == 0, result.output
     env = (tmp_path / ".env").read_text()
     assert env.startswith("RETENTION_HASH_KEY=")
@@ -79,7 +77,7 @@ def test_the_database_password_is_masked_in_every_message() -> None:
     settings = load_settings(database_url=url)
     assert "s3cret-pw" not in settings.masked_url()
     assert "s3cret-pw" not in repr(settings)
-    result = CliRunner().invoke(cli, ["validate", "--database", url, "--policy", str(POLICY)])
+    result = invoke(["validate", "--database", url, "--policy", str(POLICY)])
     assert result.exit_code == 75
     assert "s3cret-pw" not in result.output
     assert "Traceback" not in result.output
@@ -93,21 +91,23 @@ def test_the_hash_key_never_appears_in_the_settings_repr() -> None:
 
 def test_a_short_hash_key_is_a_configuration_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    result = CliRunner().invoke(cli, ["run", "--database", url, "--policy", str(POLICY)],
-                                env={"RETENTION_HASH_KEY": "short"})  # fmt: skip
+    result = invoke(
+        ["run", "--database", url, "--policy", str(POLICY)], {"RETENTION_HASH_KEY": "short"}
+    )
     assert result.exit_code == 78
     assert "too short" in result.output
 
 
 def test_an_invalid_log_format_setting_exits_78() -> None:
-    result = CliRunner().invoke(cli, ["validate", "--offline", "--policy", str(POLICY)],
-                                env={"RETENTION_LOG_FORMAT": "xml"})  # fmt: skip
+    result = invoke(
+        ["validate", "--offline", "--policy", str(POLICY)], {"RETENTION_LOG_FORMAT": "xml"}
+    )
     assert result.exit_code == 78
     assert "RETENTION_LOG_FORMAT" in result.output
 
 
 def test_an_unknown_option_is_a_usage_error() -> None:
-    assert CliRunner().invoke(cli, ["plan", "--colour"]).exit_code == 2
+    assert invoke(["plan", "--colour"]).exit_code == 2
 
 
 def test_logs_are_json_lines_on_stderr_when_it_is_not_a_terminal(tmp_path: Path) -> None:

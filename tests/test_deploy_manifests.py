@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from builders import invoke, write_policy
 from conftest import ROOT
 from ruamel.yaml import YAML
 
-from retention.cli import cli
 from retention.settings import Settings
 
 DEPLOY = ROOT / "deploy"
@@ -271,7 +270,7 @@ def test_a_run_with_the_secret_template_unchanged_exits_78(
         if name.startswith("RETENTION_"):
             monkeypatch.delenv(name)
     env = dict(_one("Secret")["stringData"])
-    result = CliRunner().invoke(cli, ["run", "--policy", str(POLICY)], env=env)
+    result = invoke(["run", "--policy", str(POLICY)], env)
     assert result.exit_code == 78, result.output
     assert "RETENTION_HASH_KEY" in result.output
 
@@ -286,9 +285,8 @@ def test_the_configmap_holds_exactly_the_shipped_policy() -> None:
 
 
 def test_the_configmaps_policy_validates_offline(tmp_path: Path) -> None:
-    policy = tmp_path / "policies.yaml"
-    policy.write_text(_one("ConfigMap")["data"]["policies.yaml"])
-    result = CliRunner().invoke(cli, ["validate", "--offline", "--policy", str(policy)])
+    policy = write_policy(tmp_path / "policies.yaml", _one("ConfigMap")["data"]["policies.yaml"])
+    result = invoke(["validate", "--offline", "--policy", str(policy)])
     assert result.exit_code == 0, result.output
 
 
