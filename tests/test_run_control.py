@@ -8,20 +8,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
-import structlog
-from builders import write_policy
-from click.testing import CliRunner
+from builders import Invocation, write_policy
 from conftest import HASH_KEY, ROOT
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.exc import DBAPIError
@@ -29,7 +27,6 @@ from sqlalchemy.exc import DBAPIError
 from retention import api
 from retention.audit.records import audit_tables
 from retention.audit.writer import ensure_audit_tables
-from retention.cli import cli
 from retention.settings import Settings
 
 META = MetaData()
@@ -116,26 +113,19 @@ def batch_records(engine: Engine) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def invoke() -> Iterator[Callable[..., Any]]:
-    """Run the CLI in-process; the logging it configures is put back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    saved = structlog.get_config()
-    runner = CliRunner()
+def invoke() -> Callable[..., Invocation]:
+    """Run the CLI in-process against the test database and policy."""
 
-    def call(settings: Settings, *args: str) -> Any:
+    def call(settings: Settings, *args: str) -> Invocation:
         env = {
             "RETENTION_HASH_KEY": HASH_KEY,
             "RETENTION_DATABASE_URL": settings.database_url.get_secret_value(),
             "RETENTION_POLICY_FILE": str(settings.policy_file),
             "RETENTION_LOG_FORMAT": "json",
         }
-        return runner.invoke(cli, list(args), env=env)
+        return builders.invoke(args, env, catch_exceptions=True)
 
-    yield call
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**saved)
+    return call
 
 
 # --- --max-batches and --max-runtime ----------------------------------------------------
