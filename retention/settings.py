@@ -7,6 +7,7 @@ its password masked.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -71,12 +72,32 @@ class Settings(BaseSettings):
         return key
 
 
+# Query parameters that carry a credential, or a whole connection string that may hold one
+# (``?password=``, ``passwd``, ``sslpassword``, ``odbc_connect=...;PWD=...``, tokens).
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|dsn|odbc|conninfo", re.I)
+_MASK = "***"
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``: safe for any output."""
+    """The URL with its password and every credential-bearing parameter as ``***``.
+
+    Safe for any output: errors, logs, ``validate``, the certificate.
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
         return "<invalid database URL>"
+    query = {
+        name: (_MASK if _secret_param(name, value) else value)
+        for name, value in parsed.query.items()
+    }
+    # The URL encoder writes the mask as %2A%2A%2A; people read ``***``.
+    return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", _MASK)
+
+
+def _secret_param(name: str, value: str | tuple[str, ...]) -> bool:
+    values = (value,) if isinstance(value, str) else value
+    return bool(_SECRET_PARAM.search(name)) or any(_SECRET_PARAM.search(v) for v in values)
 
 
 def load_settings(
