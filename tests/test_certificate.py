@@ -72,7 +72,7 @@ def test_the_certificate_names_the_heads_file_and_how_many_heads_it_found(
     assert good.error is None
     assert good.data["kept_heads"] == {
         "file": str(heads), "heads": 2, "found": 2, "expected_head": demo_log.head,
-        "expected_head_matches": True, "checked": True,
+        "expected_head_matches": True, "expected_head_in_log": True, "checked": True,
     }  # fmt: skip
     assert "2 distinct heads, all found in the log" in render_html(good.data)
     assert bad.error is not None
@@ -143,3 +143,16 @@ def test_a_hold_that_never_ends_shows_as_an_age_that_keeps_growing(
     now = rule(api.certificate(settings, now=DAY3).data, FEEDBACK)["oldest_kept_days"]
     later = rule(api.certificate(settings, now=DAY3 + timedelta(days=400)).data, FEEDBACK)
     assert later["oldest_kept_days"]["holds_days"] == now["holds_days"] + 400
+
+
+def test_an_older_expected_head_still_in_the_log_says_the_log_grew(
+    demo_log: DemoLog, settings: Settings, engine: Engine
+) -> None:
+    first_run_head = [r for r in log_records(engine) if r["run_id"] == demo_log.first_run][-1]
+
+    built = api.certificate(settings, expect_head=first_run_head["hash"], now=DAY3)
+
+    assert built.error is None  # SPEC section 6: an older head still in the chain is exit 0
+    kept = built.data["kept_heads"]
+    assert (kept["expected_head_matches"], kept["expected_head_in_log"]) == (False, True)
+    assert "the log grew since it was kept" in render_html(built.data)

@@ -39,7 +39,8 @@ class HeadsCheck:
     heads: int = 0
     found: int = 0
     expected_head: str | None = None
-    expected_head_matches: bool | None = None
+    expected_head_matches: bool | None = None  # it is the log's head now
+    expected_head_in_log: bool | None = None  # the head now, or an earlier one (the log grew)
 
     @property
     def checked(self) -> bool:
@@ -82,7 +83,11 @@ def check_heads(
 ) -> HeadsCheck:
     """Counted apart from the chain's verdict, so a broken chain still says which heads hold."""
     distinct = set(kept_heads)
-    found = len(hashes_present(conn, table_name, distinct)) if distinct else 0
     expected = verification.expected_head
-    matches = None if expected is None else (verification.ok and verification.head == expected)
-    return HeadsCheck(heads_file, len(distinct), found, expected, matches)
+    wanted = distinct | ({expected} if expected is not None else set())
+    present = hashes_present(conn, table_name, wanted) if wanted else set()
+    if expected is None:
+        return HeadsCheck(heads_file, len(distinct), len(distinct & present))
+    matches = verification.ok and verification.head == expected
+    return HeadsCheck(heads_file, len(distinct), len(distinct & present), expected, matches,
+                      expected in present)  # fmt: skip

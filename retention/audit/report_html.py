@@ -161,11 +161,10 @@ def _verdict(v: dict[str, Any]) -> str:
         else ""
     )
     if v["ok"]:
-        kept = "<br>It matches the head kept outside the database." if v["expected_head"] else ""
         return (
             '<div class="verdict ok"><strong>Audit chain verified</strong> over the whole log: '
             f'{v["records"]} records. Head hash: <span class="hash">{_e(v["head"])}</span>'
-            f"{head_table}{kept}</div>"
+            f"{head_table}</div>"
         )
     where = "the log" if v["broken_at_record"] is None else f"record {v['broken_at_record']}"
     return (
@@ -230,12 +229,15 @@ def _heads(kept: dict[str, Any]) -> str:
         verdict = "all found in the log" if not missing else f"{missing} NOT in the log"
         lines.append(f"Heads file {_e(kept['file'])}: {kept['heads']} distinct heads, {verdict}.")
     if kept["expected_head"] is not None:
-        verdict = "matches" if kept["expected_head_matches"] else "DOES NOT match"
+        verdict = "is NOT in the log"
+        if kept["expected_head_matches"]:
+            verdict = "is the head of the log"
+        elif kept["expected_head_in_log"]:
+            verdict = "is in the log, before its head: the log grew since it was kept"
         lines.append(
-            f'Expected head <span class="hash">{_e(kept["expected_head"])}</span>: {verdict} '
-            "the head of the log."
+            f'Expected head <span class="hash">{_e(kept["expected_head"])}</span> {verdict}.'
         )
-    good = kept["found"] == kept["heads"] and kept["expected_head_matches"] is not False
+    good = kept["found"] == kept["heads"] and kept["expected_head_in_log"] is not False
     return f'<div class="verdict {"ok" if good else "broken"}">{"<br>".join(lines)}</div>'
 
 
