@@ -8,6 +8,7 @@ belongs to ``--output json``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, Literal
 
@@ -22,6 +23,9 @@ def _drop_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
         if key in _SECRET_KEYS:
             event_dict[key] = "***"
     return event_dict
+
+
+_FORMATS = ("auto", "json", "console")
 
 
 def configure_logging(
@@ -67,6 +71,24 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def forget_logging() -> None:
+    """Forget the configuration, so ``ensure_logging`` knows whether this command made one
+    (a process that runs several commands, such as a test, keeps the previous one's stream).
+    """
+    structlog.reset_defaults()
+
+
+def ensure_logging() -> None:
+    """Configure logging when the settings never could (a bad setting ends the command
+    before they exist): the format from ``RETENTION_LOG_FORMAT`` when it is valid, else
+    ``auto``. Unconfigured, structlog would print console lines to stdout.
+    """
+    if structlog.is_configured():
+        return
+    fmt = os.environ.get("RETENTION_LOG_FORMAT", "auto").strip().lower()
+    configure_logging(fmt if fmt in _FORMATS else "auto")  # type: ignore[arg-type]
 
 
 def _identity(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from retention.errors import (
     RuleFailed,
     UsageError,
 )
-from retention.logs import get_logger
+from retention.logs import ensure_logging, forget_logging, get_logger
 from retention.outcomes import ExitCode
 from retention.settings import Settings
 
@@ -56,30 +56,65 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException, as_json: bool) -> None:
+    code = exit_code_for(exc)
     if isinstance(exc, PolicyError):
+        message = "; ".join(str(problem) for problem in exc.problems) or str(exc)
         for problem in exc.problems:
             click.echo(str(problem), err=True)
     elif isinstance(exc, RetentionError):
+        message = str(exc)
         click.echo(f"retention: {exc}", err=True)
     else:
         # An unexpected error: its text may quote row values (constraint messages do),
         # so only its class is shown.
-        click.echo(f"retention: unexpected {type(exc).__name__}; see the logs", err=True)
-    get_logger().debug("command failed", error=type(exc).__name__)
-    sys.exit(exit_code_for(exc))
+        message = f"unexpected {type(exc).__name__}"
+        click.echo(f"retention: {message}; see the logs", err=True)
+    _report_failure(code, message, type(exc).__name__, as_json)
+    sys.exit(code)
+
+
+def _report_failure(code: int, message: str, error_type: str, as_json: bool) -> None:
+    """The failure as one log line in the configured format and, for ``--output json``,
+    as the one JSON document on stdout (SPEC section 4)."""
+    ensure_logging()
+    code = int(code)  # an ExitCode would print as its repr in console logs
+    get_logger().error("command failed", exit_code=code, error=message, error_type=error_type)
+    if as_json:
+        click.echo(json.dumps({"exit_code": code, "error": message}))
+
+
+def _asks_json(args: list[str]) -> bool:
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return False
+        if arg == "--output=json" or (arg == "--output" and args[i + 1 : i + 2] == ["json"]):
+            return True
+    return False
 
 
 class RetentionGroup(click.Group):
     """The command group: every command's errors become exit codes here, and only here."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Read before click splits the words between the group and its command, so even
+        # a usage error names its failure in JSON when JSON was asked for.
+        ctx.meta["retention.json"] = _asks_json(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get("retention.json"))
+        forget_logging()
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except click.ClickException as exc:
+            exc.show()
+            _report_failure(exc.exit_code, exc.format_message(), type(exc).__name__, as_json)
+            sys.exit(exc.exit_code)
         except Exception as exc:
-            _fail(exc)
+            _fail(exc, as_json)
 
 
 @click.group(cls=RetentionGroup, context_settings={"help_option_names": ["-h", "--help"]})
