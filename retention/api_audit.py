@@ -35,7 +35,7 @@ from retention.audit.report import certificate as build_certificate
 from retention.audit.report import report_data
 from retention.db import make_engine, reachable
 from retention.errors import AuditTampered, PolicyError, UsageError
-from retention.plan import RulePlan
+from retention.plan import RulePlan, StepKind
 from retention.policy.loader import LoadedPolicy
 from retention.settings import Settings
 
@@ -186,12 +186,9 @@ def _oldest(conn: Connection, plan: RulePlan, now: datetime, loaded: LoadedPolic
 
 
 def _count_statement(plan: RulePlan) -> Select[Any]:
-    """The plan's count of the rows past the cutoff: a field of the plan, or its step."""
-    for step in getattr(plan, "steps", ()):
-        if step.kind.value == "count_selection":
-            statement: Select[Any] = step.statement
-            return statement
-    statement = getattr(plan, "count_selection")  # noqa: B009  (absent from stepped plans)
+    """The plan's count of the rows past the cutoff, the statement ``plan`` runs first."""
+    statement = plan.statement(StepKind.COUNT_SELECTION)
+    assert isinstance(statement, Select)
     return statement
 
 
