@@ -156,3 +156,19 @@ def test_an_older_expected_head_still_in_the_log_says_the_log_grew(
     kept = built.data["kept_heads"]
     assert (kept["expected_head_matches"], kept["expected_head_in_log"]) == (False, True)
     assert "the log grew since it was kept" in render_html(built.data)
+
+
+def test_when_the_policy_no_longer_fits_the_database_the_ages_are_not_read(
+    demo_log: DemoLog, settings: Settings, engine: Engine
+) -> None:
+    """The certificate is still made from the log; the ages say why they are missing."""
+    with engine.begin() as conn:
+        demo_metadata().tables["marketing_consents"].drop(conn)
+
+    built = api.certificate(settings, now=DAY3)
+
+    assert built.error is None
+    for one in built.data["rules"]:
+        assert one["oldest_kept_days"]["note"].startswith("the policy does not fit")
+    assert rule(built.data, FEEDBACK)["rows"][0]["rows"] > 0
+    assert "not read" in render_html(built.data)
