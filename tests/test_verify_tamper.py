@@ -23,7 +23,7 @@ from test_audit_chain import chain_policy, make_feedback, records, seven_records
 from retention import api
 from retention.audit import guard
 from retention.audit.records import key_fingerprint, record_hash
-from retention.audit.verify import verify_records
+from retention.audit.verify import key_fingerprints, verify_records
 from retention.errors import AuditTampered
 from retention.settings import Settings
 
@@ -283,3 +283,12 @@ def test_verify_under_another_key_says_the_records_were_written_under_another(
     assert "another hash key" not in same.stderr and "other hash key" not in same.stderr
     assert "1 other hash key" in other.stderr
     assert "a-rotated-key" not in other.output
+
+
+def test_key_fingerprints_count_the_runs_under_each_key(settings: Settings, engine: Engine) -> None:
+    """What `audit find` needs to say the records were written under another key."""
+    seven_records(settings, engine)
+    with engine.connect() as conn:
+        found = key_fingerprints(conn, "retention_audit")
+    assert found == {key_fingerprint(HASH_KEY.encode()): 1}
+    assert key_fingerprint(b"a-rotated-key-0123456789") not in found

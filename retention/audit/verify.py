@@ -233,3 +233,24 @@ def verify_table(
         select(*cols).order_by(records.c.seq)
     )
     return verify_records((row._mapping for row in result), expect_head, kept_heads, stored)
+
+
+def key_fingerprints(conn: Connection, table_name: str) -> dict[str, int]:
+    """The hash-key fingerprints ``run_started`` records carry, with how many runs each.
+
+    ``audit find`` compares them with the current key's (``records.key_fingerprint``): a
+    lookup under another key finds nothing, which must not read as "no record".
+    """
+    if not audit_exists(conn, table_name):
+        return {}
+    _, records, _ = audit_tables(table_name)
+    found: dict[str, int] = {}
+    rows = conn.execute(select(records.c.details).where(records.c.event == "run_started"))
+    for (details,) in rows:
+        try:
+            fingerprint = json.loads(details or "{}").get("key_fingerprint")
+        except (ValueError, AttributeError):
+            continue  # verify names such a record; this is only a hint
+        if isinstance(fingerprint, str):
+            found[fingerprint] = found.get(fingerprint, 0) + 1
+    return found
