@@ -166,11 +166,15 @@ def _verdict(v: dict[str, Any]) -> str:
             f'{v["records"]} records. Head hash: <span class="hash">{_e(v["head"])}</span>'
             f"{head_table}</div>"
         )
-    where = "the log" if v["broken_at_record"] is None else f"record {v['broken_at_record']}"
+    where = (
+        "The log as a whole does not verify"
+        if v["broken_at_record"] is None
+        else f"The chain is broken at record {v['broken_at_record']}"
+    )
     return (
         '<div class="verdict broken"><strong>THE AUDIT LOG FAILED VERIFICATION.</strong> '
-        f"The chain is broken at {_e(where)}: {_e(v['reason'])}. The figures below are read "
-        f"from a log that was altered, and cannot be relied on as evidence.{head_table}</div>"
+        f"{_e(where)}: {_e(v['reason'])}. The figures below are read from a log that was "
+        f"altered or cut, and cannot be relied on as evidence.{head_table}</div>"
     )
 
 
