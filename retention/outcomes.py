@@ -10,7 +10,14 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 
 
-class Status(StrEnum):
+class _Text(StrEnum):
+    def __repr__(self) -> str:
+        # Logs print containers by repr (a run's {rule: status}): show the text they
+        # always showed, not the enum member.
+        return repr(self.value)
+
+
+class Status(_Text):
     """What happened to one rule in a run (or would happen, in a plan)."""
 
     PLANNED = "planned"
@@ -22,7 +29,7 @@ class Status(StrEnum):
     INTERRUPTED = "interrupted"  # a signal stopped it between batches
 
 
-class Event(StrEnum):
+class Event(_Text):
     """The ``event`` of an audit record (SPEC section 6)."""
 
     RUN_STARTED = "run_started"
@@ -40,6 +47,9 @@ class Event(StrEnum):
 
 class ExitCode(IntEnum):
     """SPEC section 4. When several apply, the first in this order wins: 78, 2, 1, 3, 75, 0."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
     OK = 0
     FAILED = 1  # a rule failed at run time
