@@ -18,13 +18,14 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import HASH_KEY, wipe
+from conftest import wipe
 from differential.conditions import Case, Exclusions, Tab
 from differential.generate import cases
 from differential.oracle import Expected, expect
-from hypothesis import HealthCheck, given, note, seed
+from hypothesis import HealthCheck, Phase, given, note, seed
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -55,6 +56,11 @@ KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {
         None,
         Exclusions(table_names=frozenset({"hold"})),
     ),
+    "a table named 'rel1' collides with the SQL alias of a related table": (
+        "test_a_rule_table_named_rel1_keeps_the_rows_its_unless_keeps",
+        None,
+        Exclusions(table_names=frozenset({"rel1", "rel2"})),
+    ),
     "a nullable unique key is refused, not walked with its NULL rows left alone": (
         "test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others",
         None,
@@ -68,6 +74,11 @@ NOT_IN_PRODUCT = Exclusions(features=frozenset({"clock_test:unix", "cascade:wher
 
 CI_EXAMPLES = int(os.environ.get("RETENTION_DIFFERENTIAL_EXAMPLES", "25"))
 SOAK_SECONDS = float(os.environ.get("RETENTION_SOAK_SECONDS", "200"))
+# Shrinking costs many database round trips; RETENTION_DIFFERENTIAL_SHRINK=0 reports the
+# first failing example as found, for a quick look.
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate]
+if os.environ.get("RETENTION_DIFFERENTIAL_SHRINK", "1") != "0":
+    PHASES.append(Phase.shrink)
 TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 TYPES: dict[str, TypeEngine[Any]] = {
     "int": Integer(),
@@ -134,15 +145,16 @@ def oracle(case: Case) -> Expected:
     kinds = {t.name: {c.name: c.kind for c in t.cols} for t in case.tables}
     main = case.table("main")
     primary = [c.name for c in main.cols if c.primary]
-    return expect(kinds, case.rows, case.policy, case.now, HASH_KEY.encode(), primary)
+    return expect(kinds, case.rows, case.policy, case.now, case.hash_key.encode(), primary)
 
 
-def check(settings: Settings, case: Case) -> None:
+def check(fixture_settings: Settings, case: Case) -> None:
     """One example: plan and run agree with the oracle; nothing else moved."""
+    settings = fixture_settings.model_copy(update={"hash_key": SecretStr(case.hash_key)})
     url = settings.database_url.get_secret_value()
     wipe(url)
     note(f"policy: {json.dumps(case.policy)}")
-    note(f"now: {case.now.isoformat()}")
+    note(f"now: {case.now.isoformat()}; hash key of {len(case.hash_key)} characters")
     for name, rows in case.rows.items():
         note(f"{name}: {rows!r}")
     engine = create_engine(url)
@@ -180,6 +192,7 @@ def check(settings: Settings, case: Case) -> None:
 @hsettings(
     max_examples=CI_EXAMPLES,
     deadline=None,
+    phases=PHASES,
     derandomize=True,
     database=None,
     suppress_health_check=[
@@ -207,7 +220,11 @@ def test_soak_plan_and_run_against_the_oracle(settings: Settings, db_url: str) -
 
         @seed(int(time.time()) + round_no)
         @hsettings(
-            max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=20,
+            deadline=None,
+            database=None,
+            phases=PHASES,
+            suppress_health_check=list(HealthCheck),
         )
         @given(case=cases(backend, exclusions(backend)))
         def one_round(case: Case) -> None:

@@ -136,6 +136,59 @@ def test_a_table_named_hold_is_not_confused_with_the_holds_registry(
     assert left(db, hold, "id") == [2]
 
 
+def test_a_rule_table_named_rel1_keeps_the_rows_its_unless_keeps(
+    settings: Settings, db: Engine, request: pytest.FixtureRequest
+) -> None:
+    """The rule's table may be called ``rel1``: its ``unless`` still reads the ticket of
+    each of its rows, so feedback on an open ticket stays and the other goes."""
+    defect(request, "a table named 'rel1' collides with the SQL alias of a related table")
+    meta = MetaData()
+    tickets = Table(
+        "tickets",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("ticket_id", Integer, nullable=True),  # a follow-up's original ticket
+        Column("status", String(20), nullable=True),
+    )
+    rel1 = Table(
+        "rel1",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("ticket_id", Integer, nullable=True),
+        Column("submitted_at", TS, nullable=True),
+    )
+    create(
+        db,
+        meta,
+        {
+            tickets: [
+                {"id": 10, "ticket_id": None, "status": "open"},
+                {"id": 11, "ticket_id": None, "status": "closed"},
+            ],
+            rel1: [
+                {"id": 1, "ticket_id": 10, "submitted_at": OLD},
+                {"id": 2, "ticket_id": 11, "submitted_at": OLD},
+            ],
+        },
+    )
+    write_policy(
+        settings,
+        """\
+        rules:
+          - name: feedback
+            table: rel1
+            clock: submitted_at
+            after: P30D
+            unless: {related: {table: tickets, on: {id: ticket_id}, where: {status: open}}}
+            action: delete
+        """,
+    )
+    counts = api.plan(settings, now=NOW).rules[0].counts
+    assert (counts.due, counts.kept_unless) == (1, 1)
+    assert api.run(settings, now=NOW).rules[0].rows == 1
+    assert left(db, rel1, "id") == [1]
+
+
 def test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others(
     settings: Settings, db: Engine, request: pytest.FixtureRequest
 ) -> None:

@@ -18,7 +18,7 @@ PERIODS = (
     "3 months", "1 year", "10 days", "36 hours", "2 weeks", "45 minutes",
 )  # fmt: skip
 INTS = (None, -1, 0, 1, 2, 5, 10)
-TEXTS = (None, "", "open", "closed", "pending", "[redacted]", "anon-1", "x", "ü")
+TEXTS = (None, "", "open", "closed", "pending", "[redacted]", "anon-1", "x", "ü", "203.0.113.77")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Case:
     rows: dict[str, list[dict[str, Any]]]
     policy: dict[str, Any]
     now: datetime
+    hash_key: str
 
     def table(self, role: str) -> Tab:
         return next(t for t in self.tables if t.role == role)
@@ -81,6 +82,11 @@ def _literal(draw: st.DrawFn, kind: str, now: datetime) -> Any:
         return draw(st.sampled_from([v for v in TEXTS if v is not None]))
     if kind == "date":
         return (now.date() - timedelta(days=draw(st.integers(0, 400)))).isoformat()
+    if kind == "datetime":
+        moment = now.replace(tzinfo=None, microsecond=0) - timedelta(
+            days=draw(st.integers(0, 400)), seconds=draw(st.sampled_from([0, 1, 43_200]))
+        )
+        return moment.date().isoformat() if draw(st.booleans()) else str(moment)
     raise AssertionError(kind)
 
 
@@ -95,6 +101,8 @@ def _column_test(draw: st.DrawFn, tab: Tab, now: datetime, ex: Exclusions) -> di
             ops += ["lt", "ge"]
     else:  # a date/time (or Unix time) column: ages
         ops = ["older_than", "newer_than", "is_null"]
+        if kind == "datetime" and ex.allows("literal:datetime"):
+            ops += ["lt", "ge"]
     ops = [o for o in ops if ex.allows(f"op:{o}")]
     chosen = draw(st.lists(st.sampled_from(ops), min_size=1, max_size=2, unique=True))
     if "bare" in chosen:

@@ -33,6 +33,8 @@ CLOCK_KINDS = ("datetime", "tz", "date", "unix_s", "unix_ms")
 TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Shanghai")
 TEXT_KEYS = ("a", "b", "c", "aa", "ab", "b1", "10", "9", "z-1", "k_2", "ü", "")
 HASH_PREFIX = "anon-"
+# Keys of 30 ASCII bytes, of more than one SHA-256 block, and with non-ASCII characters.
+HASH_KEYS = ("test-hash-key-0123456789abcdef", "k" * 80, "clé-ü-0123456789abcdef-secret")
 
 
 def _names(draw: st.DrawFn, pool: tuple[str, ...], roles: list[str]) -> dict[str, str]:
@@ -156,7 +158,8 @@ def cases(draw: st.DrawFn, backend: str, ex: Exclusions) -> Case:
     }
     rows = _rows(draw, tabs, key_kind, clock_kind, cut, tz)
     policy = _policy(draw, tabs, key_kind, clock_kind, period, tz, now, ex)
-    return Case(backend, tuple(tabs.values()), rows, policy, now)
+    hash_key = draw(st.sampled_from(HASH_KEYS))
+    return Case(backend, tuple(tabs.values()), rows, policy, now, hash_key)
 
 
 def _rows(
@@ -257,7 +260,13 @@ def _strategy(draw: st.DrawFn, kind: str, ex: Exclusions) -> Any:
     if kind == "int":
         options: list[Any] = [None, {"value": 0}]
     else:
-        options = [None, "redact", {"value": "gone"}, {"hash": {"prefix": HASH_PREFIX}}]
+        options = [
+            None,
+            "redact",
+            "truncate_ip",
+            {"value": "gone"},
+            {"hash": {"prefix": HASH_PREFIX}},
+        ]
     options = [o for o in options if ex.allows(f"strategy:{_strategy_name(o)}")]
     return draw(st.sampled_from(options))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -97,8 +98,11 @@ class World:
 
     def literal(self, table: str, column: str, value: Any) -> Any:
         """A literal of the file in the column's type (a date's text is a date)."""
-        if self.kinds[table][column] == "date" and isinstance(value, str):
+        kind = self.kinds[table][column]
+        if kind == "date" and isinstance(value, str):
             return date.fromisoformat(value)
+        if kind == "datetime" and isinstance(value, str):
+            return datetime.fromisoformat(value)  # a bare date means its midnight
         return value
 
 
@@ -183,6 +187,8 @@ def anonymised(strategy: Any, value: Any, hash_key: bytes) -> Any:
         return None
     if strategy == "redact":
         return "[redacted]"
+    if strategy == "truncate_ip":
+        return truncate_ip(value)
     if "value" in strategy:
         return strategy["value"]
     if "hash" in strategy:
@@ -199,12 +205,26 @@ def recognised(strategy: Any, value: Any) -> bool:
         return value is None
     if strategy == "redact":
         return bool(value == "[redacted]")
+    if strategy == "truncate_ip":
+        return bool(value == truncate_ip(value))
     if "value" in strategy:
         return bool(value == strategy["value"])
     if "hash" in strategy:
         # NULL stays NULL under hash, so a NULL is as finished as it will ever be.
         return value is None or str(value).startswith(strategy["hash"]["prefix"])
     raise AssertionError(f"strategy not modelled: {strategy!r}")
+
+
+def truncate_ip(value: Any) -> Any:
+    """IPv4 to its /24, IPv6 to its /48; anything that is not an address stays as it is."""
+    if value is None:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
 # --- the rule --------------------------------------------------------------------------
