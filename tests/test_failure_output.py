@@ -128,3 +128,10 @@ def test_a_tampered_log_is_exit_4_in_json_too(tmp_path: Path) -> None:
     assert done.returncode == 4
     logs = [line for line in done.stderr.splitlines() if line.startswith("{")]
     assert "no audit log" in _the_failure(_json_lines("\n".join(logs)), 4)["error"]
+
+
+def test_a_group_without_its_command_shows_help_and_logs_no_failure(tmp_path: Path) -> None:
+    done = _cli(tmp_path, ["audit"], log_format="json")
+
+    assert "verify" in done.stdout + done.stderr
+    assert "command failed" not in done.stdout + done.stderr

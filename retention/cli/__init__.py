@@ -93,6 +93,10 @@ def _asks_json(args: list[str]) -> bool:
     return False
 
 
+# A group named without its command shows its help: a request for help, not a failure.
+_HelpShown: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", click.exceptions.Exit)
+
+
 class RetentionGroup(click.Group):
     """The command group: every command's errors become exit codes here, and only here."""
 
@@ -107,7 +111,7 @@ class RetentionGroup(click.Group):
         forget_logging()
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort):
+        except (click.exceptions.Exit, click.exceptions.Abort, _HelpShown):
             raise
         except click.ClickException as exc:
             exc.show()
