@@ -189,6 +189,51 @@ def test_a_rule_table_named_rel1_keeps_the_rows_its_unless_keeps(
     assert left(db, rel1, "id") == [1]
 
 
+def test_a_quoted_date_is_compared_as_a_date_with_a_timestamp_column(
+    settings: Settings, db: Engine, request: pytest.FixtureRequest
+) -> None:
+    """SPEC 2: literals are checked against the column's type and compared in it, never
+    as text. ``le: "2024-05-10"`` on a timestamp includes 2024-05-10 00:00:00 itself."""
+    defect(
+        request,
+        "a quoted date literal is compared as text on SQLite and fails on PostgreSQL",
+        on=("sqlite", "postgresql"),
+    )
+    meta = MetaData()
+    events = Table(
+        "events",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("seen_at", TS, nullable=True),
+    )
+    create(
+        db,
+        meta,
+        {
+            events: [
+                {"id": 1, "seen_at": datetime(2024, 5, 10)},
+                {"id": 2, "seen_at": datetime(2024, 5, 9, 12)},
+                {"id": 3, "seen_at": datetime(2024, 5, 11)},
+            ]
+        },
+    )
+    write_policy(
+        settings,
+        """\
+        rules:
+          - name: events
+            table: events
+            clock: seen_at
+            after: P1D
+            where: {seen_at: {le: "2024-05-10"}}
+            action: delete
+        """,
+    )
+    assert api.plan(settings, now=NOW).rules[0].counts.due == 2
+    assert api.run(settings, now=NOW).rules[0].rows == 2
+    assert left(db, events, "id") == [3]
+
+
 def test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others(
     settings: Settings, db: Engine, request: pytest.FixtureRequest
 ) -> None:

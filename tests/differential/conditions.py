@@ -8,7 +8,7 @@ not and lists meaning any. Literals always have the column's type.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
@@ -83,10 +83,14 @@ def _literal(draw: st.DrawFn, kind: str, now: datetime) -> Any:
     if kind == "date":
         return (now.date() - timedelta(days=draw(st.integers(0, 400)))).isoformat()
     if kind == "datetime":
-        moment = now.replace(tzinfo=None, microsecond=0) - timedelta(
-            days=draw(st.integers(0, 400)), seconds=draw(st.sampled_from([0, 1, 43_200]))
+        # Whole dates and times, and ``now`` itself: the cutoff of a "0 days" rule, which
+        # the generated rows straddle, so equality with a literal is met too.
+        moment = now.astimezone(UTC).replace(tzinfo=None) - timedelta(
+            days=draw(st.sampled_from([0, 0, 1, 30, 400])),
+            seconds=draw(st.sampled_from([0, 1, 43_200])),
         )
-        return moment.date().isoformat() if draw(st.booleans()) else str(moment)
+        midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        return str(draw(st.sampled_from([moment, midnight, midnight.date()])))
     raise AssertionError(kind)
 
 
@@ -95,14 +99,16 @@ def _column_test(draw: st.DrawFn, tab: Tab, now: datetime, ex: Exclusions) -> di
     kind = tab.kind(column)
     if kind == "int" or (kind.startswith("unix") and not ex.allows("clock_test:unix")):
         ops = ["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "bare"]
-    elif kind in ("text", "date"):
+    elif kind == "text":
         ops = ["eq", "ne", "in", "not_in", "is_null", "bare"]
-        if kind == "date":
-            ops += ["lt", "ge"]
+    elif kind == "date":
+        ops = ["is_null"]
+        if ex.allows("literal:date"):
+            ops += ["eq", "ne", "in", "not_in", "bare", "lt", "le", "gt", "ge"]
     else:  # a date/time (or Unix time) column: ages
         ops = ["older_than", "newer_than", "is_null"]
         if kind == "datetime" and ex.allows("literal:datetime"):
-            ops += ["lt", "ge"]
+            ops += ["lt", "le", "gt", "ge"]
     ops = [o for o in ops if ex.allows(f"op:{o}")]
     chosen = draw(st.lists(st.sampled_from(ops), min_size=1, max_size=2, unique=True))
     if "bare" in chosen:
