@@ -51,16 +51,6 @@ from retention.settings import Settings
 # regression test passes (its strict xfail turns red), so the generator covers that
 # ground again.
 KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {
-    "a table named 'hold' collides with the SQL alias of the holds registry": (
-        "test_a_table_named_hold_is_not_confused_with_the_holds_registry",
-        None,
-        Exclusions(table_names=frozenset({"hold"})),
-    ),
-    "a table named 'rel1' collides with the SQL alias of a related table": (
-        "test_a_rule_table_named_rel1_keeps_the_rows_its_unless_keeps",
-        None,
-        Exclusions(table_names=frozenset({"rel1", "rel2"})),
-    ),
     "a quoted date literal is compared as text on SQLite and fails on PostgreSQL": (
         "test_a_quoted_date_is_compared_as_a_date_with_a_timestamp_column",
         frozenset({"sqlite", "postgresql"}),

@@ -42,6 +42,25 @@ class Compiler:
     now: datetime
     timezone: str
     _aliases: count[int] = field(default_factory=lambda: count(1))
+    _taken: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # An alias that spells a table's name would capture that table's columns in the
+        # subquery it names (a rule on a table called ``rel1`` correlating to its own
+        # related table): no alias ever spells the name of a table in the schemas read,
+        # compared without case since SQLite and MariaDB may fold it.
+        self._taken.update(t.name.lower() for t in self.catalog.metadata.tables.values())
+
+    def alias(self, table: Table, stem: str, *, once: bool = True) -> FromClause:
+        """``table`` under a name that no table has: ``stem`` itself when free, else the
+        first free ``stem<n>``. With ``once`` no later alias takes the name again (the
+        ``rel<n>`` of nested relations share a statement); the holds registry's occurs
+        once per statement, so every rule may call it the same."""
+        candidates = (f"{stem}{n}" if n else stem for n in count(0))
+        name = next(c for c in candidates if c.lower() not in self._taken)
+        if once:
+            self._taken.add(name.lower())
+        return table.alias(name)
 
     def condition(self, cond: Any, table: FromClause) -> ColumnElement[bool]:
         if isinstance(cond, list):
@@ -97,7 +116,7 @@ class Compiler:
         ours_table = ours if isinstance(ours, Table) else ours.element  # type: ignore[attr-defined]
         mapping, reason = self.catalog.link(rel.on, base, ours_table)
         assert mapping is not None, reason
-        theirs = base.alias(f"rel{next(self._aliases)}")
+        theirs = self.alias(base, f"rel{next(self._aliases)}")
         links = [theirs.c[t] == ours.c[o] for t, o in mapping.items()]
         where = [self.condition(rel.where, theirs)] if rel.where is not None else []
         return exists(select(1).select_from(theirs).where(*links, *where))

@@ -250,7 +250,7 @@ class RulePlanner:
         holds = self.policy.holds
         if rule.hold_subject is None or holds is None:
             return None
-        registry = self.table(holds.table).alias("hold")
+        registry = self.compiler.alias(self.table(holds.table), "hold", once=False)
         link = registry.c[holds.subject_column] == table.c[rule.hold_subject]
         active = [self.compiler.condition(holds.active, registry)] if holds.active else []
         return exists(select(1).select_from(registry).where(link, *active))
