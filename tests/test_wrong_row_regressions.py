@@ -8,11 +8,14 @@ test_differential.py goes with it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import (
     Column,
     DateTime,
@@ -94,6 +97,7 @@ def test_a_table_named_hold_is_not_confused_with_the_holds_registry(
     settings: Settings, db: Engine, request: pytest.FixtureRequest
 ) -> None:
     """The rule's table may be called ``hold``: user 2's row stays held, user 1's goes."""
+    defect(request, "a table named 'hold' collides with the SQL alias of the holds registry")
     meta = MetaData()
     hold = Table(
         "hold",
@@ -139,6 +143,7 @@ def test_a_rule_table_named_rel1_keeps_the_rows_its_unless_keeps(
 ) -> None:
     """The rule's table may be called ``rel1``: its ``unless`` still reads the ticket of
     each of its rows, so feedback on an open ticket stays and the other goes."""
+    defect(request, "a table named 'rel1' collides with the SQL alias of a related table")
     meta = MetaData()
     tickets = Table(
         "tickets",
@@ -268,6 +273,101 @@ def test_a_sqlite_datetime_clock_holding_unix_numbers_is_refused_not_compared_as
     with pytest.raises(RetentionError):
         api.run(settings, now=NOW)
     assert left(db, events, "id") == [1, 2, 3]
+
+
+def access_log(meta: MetaData) -> Table:
+    return Table(
+        "access_log",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("ip", String(45), nullable=True),
+        Column("token", String(100), nullable=True),
+        Column("logged_at", TS, nullable=True),
+        Column("anonymised_at", TS, nullable=True),
+    )
+
+
+ANONYMISE_IP = """\
+    rules:
+      - name: access-log
+        table: access_log
+        clock: logged_at
+        after: P30D
+        action: anonymise
+        {mark}set: {{ip: truncate_ip}}
+    """
+
+
+def test_truncate_ip_leaves_an_empty_text_as_it_is(
+    settings: Settings, db: Engine, request: pytest.FixtureRequest
+) -> None:
+    """SPEC 2: a value that is not an address, such as '', is left as it is by
+    ``truncate_ip``; never turned into NULL."""
+    defect(request, "truncate_ip turns '' (and on MariaDB any non-address) into NULL")
+    meta = MetaData()
+    log = access_log(meta)
+    create(
+        db,
+        meta,
+        {
+            log: [
+                {"id": 1, "ip": "", "logged_at": OLD},
+                {"id": 2, "ip": "203.0.113.77", "logged_at": OLD},
+                {"id": 3, "ip": "not an address", "logged_at": OLD},
+            ]
+        },
+    )
+    write_policy(settings, ANONYMISE_IP.format(mark="mark: anonymised_at\n        "))
+    assert api.run(settings, now=NOW).rules[0].rows == 3
+    assert left(db, log, "ip") == ["", "203.0.113.0", "not an address"]
+
+
+def test_truncate_ip_is_recognised_without_a_mark(
+    settings: Settings, db: Engine, request: pytest.FixtureRequest
+) -> None:
+    """SPEC 2, idempotency: ``truncate_ip`` is recognisable (a value equal to its own
+    truncation), so a rule using it needs no ``mark``, and a second run reports 0."""
+    defect(request, "a truncate_ip rule without mark is refused")
+    meta = MetaData()
+    log = access_log(meta)
+    create(db, meta, {log: [{"id": 1, "ip": "203.0.113.77", "logged_at": OLD}]})
+    write_policy(settings, ANONYMISE_IP.format(mark=""))
+    assert api.run(settings, now=NOW).rules[0].rows == 1
+    assert api.run(settings, now=NOW).rules[0].rows == 0
+    assert left(db, log, "ip") == ["203.0.113.0"]
+
+
+@pytest.mark.parametrize(
+    "hash_key",
+    ["k" * 65, "clé-0123456789abcdef-secret"],
+    ids=["key-of-65-bytes", "non-ascii-key"],
+)
+def test_hash_is_the_hmac_of_the_text_whatever_the_key(
+    settings: Settings, db: Engine, request: pytest.FixtureRequest, hash_key: str
+) -> None:
+    """SPEC 2: ``hash`` is the HMAC-SHA-256 of the UTF-8 text under the hash key, the same
+    on every database "whatever bytes the key holds" (longer than a SHA-256 block, or
+    not ASCII)."""
+    defect(request, "MariaDB hash fails with a key over 64 bytes or not ASCII", on=("mysql",))
+    keyed = settings.model_copy(update={"hash_key": SecretStr(hash_key)})
+    meta = MetaData()
+    log = access_log(meta)
+    create(db, meta, {log: [{"id": 1, "token": "tok-ü", "logged_at": OLD}]})
+    write_policy(
+        keyed,
+        """\
+        rules:
+          - name: access-log
+            table: access_log
+            clock: logged_at
+            after: P30D
+            action: anonymise
+            set: {token: {hash: {prefix: "anon-"}}}
+        """,
+    )
+    assert api.run(keyed, now=NOW).rules[0].rows == 1
+    digest = hmac.new(hash_key.encode(), "tok-ü".encode(), hashlib.sha256).hexdigest()
+    assert left(db, log, "token") == [f"anon-{digest}"]
 
 
 def test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others(
