@@ -85,6 +85,12 @@ class RulePlan:
     guard: Guard
     next_run: datetime | None
     steps: tuple[Step, ...]
+    # Rule order (SPEC section 2): earlier rules of the plan that change this rule's
+    # table, and (rule, table) for each rule later in the file that runs first because it
+    # deletes from a table this rule reads. ``plan``'s counts are all read before any
+    # rule runs, so these say where they will differ.
+    acts_first: tuple[str, ...] = ()
+    moved_after: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from retention.api import PlanReport
 from retention.executor import RuleResult
 from retention.outcomes import Status
-from retention.plan import render
+from retention.plan import RulePlan, render
 from retention.runner import RunResult
 
 
@@ -38,6 +38,8 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
             "guard_would_trip": planned.guard != "ok",
             "batch_size": p.batch_size,
             "next_run": _iso(p.next_run),
+            "runs_after_rules_on_same_table": list(p.acts_first),
+            "moved_after": [{"rule": r, "deletes_from": t} for r, t in p.moved_after],
         }
         if show_sql:
             item["sql"] = [
@@ -69,11 +71,29 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         guard = "ok" if planned.guard == "ok" else f"WOULD TRIP ({planned.guard})"
         lines.append(f"  guard          {guard}")
         lines.append(f"  next run       {_iso(p.next_run) or 'not scheduled'}")
+        lines.extend(_order_notes(p))
         if show_sql:
             for step in p.steps:
                 lines.append(f"  -- {step.label}")
                 lines.append(f"  {render(step.statement, report.dialect)};")
     return "\n".join(lines)
+
+
+def _order_notes(p: RulePlan) -> list[str]:
+    """SPEC section 2, "Rule order": the counts above are read before any rule runs."""
+    out = []
+    for rule, table in p.moved_after:
+        out.append(
+            f"  note           runs after rule '{rule}' (later in the file): "
+            f"it deletes from {table}, which this rule reads"
+        )
+    if p.acts_first:
+        names = ", ".join(f"'{n}'" for n in p.acts_first)
+        out.append(
+            f"  note           an earlier rule acts on {p.table.fullname} first ({names}); "
+            "the counts above are read before it runs"
+        )
+    return out
 
 
 def rule_data(r: RuleResult) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from retention.policy.model import (
     ValueStrategy,
     strategy_name,
 )
+from retention.policy.order import check_order
 from retention.policy.walk import Node, NodeKind, nodes, walk
 
 
@@ -288,6 +289,12 @@ def check_schema(policy: Policy, catalog: Catalog, locator: Locator) -> list[Pro
     """All problems of ``policy`` against ``catalog``; empty when it fits."""
     checker = _Checker(catalog, locator)
     walk(policy, checker.visit)
+
+    def resolve(name: str) -> str:  # one table, however the file spells its schema
+        table = catalog.table(name)
+        return table.fullname if table is not None else name
+
+    checker.problems.extend(check_order(policy, locator, resolve))
     return sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0))
 
 
