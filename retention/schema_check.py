@@ -26,6 +26,7 @@ from retention.catalog import (
     text_length,
 )
 from retention.errors import Problem
+from retention.planner.order import order_problems
 from retention.policy.locator import Locator, Path
 from retention.policy.model import (
     Cascade,
@@ -41,7 +42,6 @@ from retention.policy.model import (
     ValueStrategy,
     strategy_name,
 )
-from retention.policy.order import check_order
 from retention.policy.walk import Node, NodeKind, nodes, walk
 
 
@@ -289,12 +289,7 @@ def check_schema(policy: Policy, catalog: Catalog, locator: Locator) -> list[Pro
     """All problems of ``policy`` against ``catalog``; empty when it fits."""
     checker = _Checker(catalog, locator)
     walk(policy, checker.visit)
-
-    def resolve(name: str) -> str:  # one table, however the file spells its schema
-        table = catalog.table(name)
-        return table.fullname if table is not None else name
-
-    checker.problems.extend(check_order(policy, locator, resolve))
+    checker.problems.extend(order_problems(policy, catalog, locator))
     return sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0))
 
 

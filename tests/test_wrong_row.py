@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    ForeignKey,
     Integer,
     MetaData,
     String,
@@ -31,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 from retention import api
+from retention.catalog import Catalog
+from retention.planner.order import ordered
 from retention.policy.loader import load_policy_bytes
 from retention.policy.order import rule_order
 from retention.settings import Settings
@@ -453,3 +456,28 @@ rules:
   - {name: c, table: logs, clock: at, after: P1Y, action: delete}
 """
     assert order_of(rules) == ["b", "a", "c"]
+
+
+def test_a_delete_the_database_cascades_counts_as_deleting_from_the_dependent_table() -> None:
+    """``feedback_contacts`` rows go with their feedback (ON DELETE CASCADE), so a rule
+    reading them runs after the rule that deletes feedback."""
+    meta = MetaData()
+    Table("feedback", meta, Column("id", Integer, primary_key=True))
+    Table(
+        "feedback_contacts",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("feedback_id", Integer, ForeignKey("feedback.id", ondelete="CASCADE")),
+        Column("user_id", Integer),
+    )
+    Table("users", meta, Column("id", Integer, primary_key=True))
+    rules = """\
+rules:
+  - {name: users, table: users, clock: seen_at, after: P1Y, action: delete,
+     unless: {related: {table: feedback_contacts, on: {user_id: id}}}}
+  - {name: feedback, table: feedback, clock: at, after: P1Y, action: delete}
+"""
+    found = load_policy_bytes(("version: 1\n" + rules).encode(), "policies.yaml").policy
+    order, notes = ordered(found, Catalog(meta, None), [0, 1])
+    assert [found.rules[i].name for i in order] == ["feedback", "users"]
+    assert notes[0].moved_after == (("feedback", "feedback_contacts"),)

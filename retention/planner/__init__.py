@@ -1,6 +1,6 @@
 """Pure: (policy, reflected schema, now, backend) -> plan. No connection is touched.
 
-Rules are planned in the order they run (``retention.policy.order``): file order, except
+Rules are planned in the order they run (``order.py``): file order, except
 that a rule reading a table runs after the rules that delete from it.
 
 ``rules.py`` plans each rule's steps; ``conditions.py`` compiles the policy's conditions
@@ -16,9 +16,9 @@ from datetime import datetime
 from retention.backends import Backend
 from retention.catalog import Catalog
 from retention.plan import Plan
+from retention.planner.order import ordered
 from retention.planner.rules import RulePlanner
 from retention.policy.model import Policy
-from retention.policy.order import order_notes, rule_order
 
 
 def make_plan(
@@ -39,12 +39,7 @@ def make_plan(
         if (r.name in rules if rules is not None else r.enabled)
     ]
 
-    def resolve(name: str) -> str:
-        table = catalog.table(name)
-        return table.fullname if table is not None else name
-
-    order = rule_order(policy, resolve)
-    notes = order_notes(policy, order, chosen, resolve)
+    order, notes = ordered(policy, catalog, chosen)
     planner = RulePlanner(policy, catalog, now, backend)
     planned = tuple(
         replace(
@@ -52,8 +47,7 @@ def make_plan(
             acts_first=notes[i].acts_first,
             moved_after=notes[i].moved_after,
         )
-        for i in order.order
-        if i in notes
+        for i in order
     )
     return Plan(planned, now, policy_sha256, backend.dialect)
 

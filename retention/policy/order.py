@@ -10,13 +10,15 @@ cannot run after itself). When the constraints form a cycle no order satisfies t
 the policy is refused, naming the rules.
 
 Tables are compared by the names ``resolve`` gives them: the reflected table's full name
-when a schema is at hand, so ``tickets`` and ``public.tickets`` are one table.
+when a schema is at hand, so ``tickets`` and ``public.tickets`` are one table; and with
+the schema, a delete also deletes from the tables that ``follow`` names (foreign keys
+ON DELETE CASCADE). This module sees neither: ``retention.planner.order`` passes them.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from retention.errors import Problem
@@ -25,6 +27,11 @@ from retention.policy.model import Cascade, Policy, Rule
 from retention.policy.walk import NodeKind, nodes
 
 Resolve = Callable[[str], str]
+Follow = Callable[[str], Iterable[str]]  # tables whose rows a delete from a table removes
+
+
+def _nothing(table: str) -> Iterable[str]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -45,16 +52,25 @@ class RuleOrder:
     cycles: tuple[tuple[int, ...], ...] = ()  # each a cycle of rule indices, in edge order
 
 
-def deletes(rule: Rule, resolve: Resolve = str) -> set[str]:
-    """The tables ``rule`` deletes rows from: its own (a delete rule), and its cascades'."""
-    out = {resolve(rule.table)} if rule.action == "delete" else set()
+def deletes(rule: Rule, resolve: Resolve = str, follow: Follow = _nothing) -> set[str]:
+    """The tables ``rule`` deletes rows from: its own (a delete rule), its ``delete``
+    cascades', and those the database deletes with them (``follow``)."""
+    out: set[str] = set()
+
+    def add(table: str) -> None:
+        if table not in out:
+            out.add(table)
+            for dependent in follow(table):
+                add(dependent)
 
     def walk(cascades: Sequence[Cascade]) -> None:
         for cascade in cascades:
             if cascade.action == "delete":
-                out.add(resolve(cascade.table))
+                add(resolve(cascade.table))
                 walk(cascade.cascade)
 
+    if rule.action == "delete":
+        add(resolve(rule.table))
     walk(rule.cascade)
     return out
 
@@ -93,10 +109,10 @@ def reads(policy: Policy, resolve: Resolve = str) -> list[list[Read]]:
     return found
 
 
-def rule_order(policy: Policy, resolve: Resolve = str) -> RuleOrder:
+def rule_order(policy: Policy, resolve: Resolve = str, follow: Follow = _nothing) -> RuleOrder:
     """File order, moved only as far as the reads require; cycles found, never raised."""
     rules = policy.rules
-    deleted = [deletes(rule, resolve) for rule in rules]
+    deleted = [deletes(rule, resolve, follow) for rule in rules]
     edges: dict[tuple[int, int], Read] = {}
     for reader, rule_reads in enumerate(reads(policy, resolve)):
         for read in rule_reads:
@@ -159,9 +175,11 @@ def _shortest_cycle(start: int, after: list[set[int]], within: set[int]) -> tupl
     return None  # waits on a cycle without being on one
 
 
-def check_order(policy: Policy, locator: Locator, resolve: Resolve = str) -> list[Problem]:
+def check_order(
+    policy: Policy, locator: Locator, resolve: Resolve = str, follow: Follow = _nothing
+) -> list[Problem]:
     """One problem per cycle, at its first rule's read, naming every rule on it."""
-    found = rule_order(policy, resolve)
+    found = rule_order(policy, resolve, follow)
     problems = []
     for cycle in found.cycles:
         steps = []
@@ -186,11 +204,18 @@ def check_order(policy: Policy, locator: Locator, resolve: Resolve = str) -> lis
 
 
 def order_notes(
-    policy: Policy, order: RuleOrder, chosen: Sequence[int], resolve: Resolve = str
+    policy: Policy,
+    order: RuleOrder,
+    chosen: Sequence[int],
+    resolve: Resolve = str,
+    follow: Follow = _nothing,
 ) -> dict[int, Notes]:
     """Per chosen rule, what ``plan`` says about the chosen rules that run before it."""
     running = [i for i in order.order if i in set(chosen)]
-    acting = {i: writes(policy.rules[i], resolve) for i in running}
+    acting = {
+        i: writes(policy.rules[i], resolve) | deletes(policy.rules[i], resolve, follow)
+        for i in running
+    }
     out: dict[int, Notes] = {}
     for k, i in enumerate(running):
         own = resolve(policy.rules[i].table)
