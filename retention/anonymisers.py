@@ -75,6 +75,10 @@ def recognised(strategy: Strategy, col: Any, name: str) -> ColumnElement[bool] |
     if isinstance(strategy, ValueStrategy):
         value = bindparam(f"{name}_value", strategy.value, type_=col.type)
         return and_(col.is_not(None), _exactly(col, value))
+    if strategy == "truncate_ip":
+        # A truncated address, and a value that is not an address, are their own
+        # truncation.
+        return or_(col.is_(None), _exactly(col, TruncateIp(col)))
     if isinstance(strategy, HashStrategy) and strategy.hash.prefix:
         # NULL stays NULL under hash, so NULL is a finished result too.
         prefix = strategy.hash.prefix

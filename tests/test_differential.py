@@ -61,21 +61,6 @@ KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {
         frozenset({"postgresql"}),
         Exclusions(features=frozenset({"literal:date"})),
     ),
-    "truncate_ip turns '' (and on MariaDB any non-address) into NULL": (
-        "test_truncate_ip_leaves_an_empty_text_as_it_is",
-        None,
-        Exclusions(features=frozenset({"strategy:truncate_ip"})),
-    ),
-    "a truncate_ip rule without mark is refused": (
-        "test_truncate_ip_is_recognised_without_a_mark",
-        None,
-        Exclusions(features=frozenset({"strategy:truncate_ip"})),
-    ),
-    "MariaDB hash fails with a key over 64 bytes or not ASCII": (
-        "test_hash_is_the_hmac_of_the_text_whatever_the_key",
-        frozenset({"mysql"}),
-        Exclusions(features=frozenset({"hash_key:long", "hash_key:non_ascii"})),
-    ),
     "a nullable unique key is refused, not walked with its NULL rows left alone": (
         "test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others",
         None,

@@ -169,12 +169,35 @@ def _concat(element: strategies.Concat) -> ColumnElement[Any]:
     return func.concat(*element.clauses.clauses)
 
 
+class _Utf8(ColumnElement[Any]):
+    """``CONVERT(expr USING utf8mb4)``: text in one character set, whatever the column's."""
+
+    inherit_cache = True
+
+    def __init__(self, expr: ColumnElement[Any]) -> None:
+        self.expr = expr
+        self.type = String()
+
+
+@compiles(_Utf8, *_DIALECTS)
+def _utf8(element: _Utf8, compiler: Any, **kw: Any) -> str:
+    return f"CONVERT({compiler.process(element.expr, **kw)} USING utf8mb4)"
+
+
+def _utf8_bytes(expr: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The UTF-8 bytes of text, as a binary string."""
+    return strategies.AsBytes(_Utf8(expr))
+
+
 @strategies.compiles_as(strategies.HmacHex, *_DIALECTS)
 def _hmac_hex(element: strategies.HmacHex) -> ColumnElement[Any]:
     inner = bindparam("hmac_inner", type_=LargeBinary())
     outer = bindparam("hmac_outer", type_=LargeBinary())
+    # The pads are arbitrary bytes: joined to text, CONCAT would read them in the text's
+    # character set (error 1300 for any byte that is not valid there). Joined to the
+    # text's UTF-8 bytes, everything stays binary, and a latin1 column hashes as UTF-8.
     # SHA2 returns hex; UNHEX gives the inner digest's bytes.
-    step = func.unhex(func.sha2(func.concat(inner, element.arg(0)), 256))
+    step = func.unhex(func.sha2(func.concat(inner, _utf8_bytes(element.arg(0))), 256))
     return func.lower(func.sha2(func.concat(outer, step), 256))
 
 
@@ -186,16 +209,23 @@ def _mask(element: strategies.Mask) -> ColumnElement[Any]:
     return func.concat(func.repeat(char, hidden), tail)
 
 
+# MariaDB's PCRE '$' also matches before a final newline; '\z' is the end of the text
+# only, as '$' is on PostgreSQL and in Python's fullmatch.
+_IPV4, _IPV6 = (pattern[:-1] + r"\z" for pattern in (IPV4, IPV6))
+
+
 @strategies.compiles_as(strategies.TruncateIp, *_DIALECTS)
 def _truncate_ip(element: strategies.TruncateIp) -> ColumnElement[Any]:
-    col = element.arg(0)
+    # One character set throughout (a latin1 column beside utf8mb4 literals and
+    # INET6_NTOA's result is error 1270); the value goes back in the column's own.
+    col = _Utf8(element.arg(0))
     v4 = func.concat(func.substring_index(col, ".", 3), ".0")
     raw = func.inet6_aton(col)
     v6 = func.inet6_ntoa(func.concat(func.substring(raw, 1, 6), func.unhex("00000000000000000000")))
     return case(
-        (col.regexp_match(IPV4), v4),
-        (and_(col.regexp_match(IPV6), raw.is_not(None)), v6),
-        else_=literal(None, type_=String()),
+        (col.regexp_match(_IPV4), v4),
+        (and_(col.regexp_match(_IPV6), raw.is_not(None)), v6),
+        else_=col,
     )
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     LargeBinary,
-    String,
     any_,
     bindparam,
     case,
@@ -187,7 +186,7 @@ def _truncate_ip(element: strategies.TruncateIp) -> ColumnElement[Any]:
     return case(
         (col.regexp_match(IPV4), net(24)),
         (col.regexp_match(IPV6), net(48)),
-        else_=literal(None, type_=String()),
+        else_=col,
     )
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import sqlite3
 from typing import Any
+
+from retention.backends.addresses import IPV4, IPV6
 
 
 def hmac_hex(key: bytes, value: Any) -> str | None:
@@ -25,16 +28,19 @@ def mask_text(value: Any, keep_last: int, char: str) -> str | None:
     return char * (len(text) - keep) + (text[len(text) - keep :] if keep else "")
 
 
-def truncate_ip(value: Any) -> str | None:
-    """203.0.113.77 -> 203.0.113.0; IPv6 to its /48 network. Unparseable text -> NULL,
-    since a value that is not an address cannot be truncated and must not survive."""
-    if value is None:
-        return None
-    try:
-        address = ipaddress.ip_address(str(value).strip())
-    except ValueError:
-        return None
-    prefix = 24 if address.version == 4 else 48
+def truncate_ip(value: Any) -> Any:
+    """203.0.113.77 -> 203.0.113.0; IPv6 to its /48 network. A value that is not exactly
+    an address's text ('', 'unknown') is left as it is (SPEC 2), as on the servers, which
+    read addresses with the same patterns."""
+    if not isinstance(value, str):
+        return value
+    if re.fullmatch(IPV4, value):
+        prefix = 24
+    elif re.fullmatch(IPV6, value):
+        prefix = 48
+    else:
+        return value
+    address = ipaddress.ip_address(value)
     network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
     return str(network.network_address)
 

@@ -126,7 +126,7 @@ class Mask(_Built):
 
 
 class TruncateIp(_Built):
-    """An IPv4 address to its /24 network, IPv6 to its /48; anything else to NULL."""
+    """An IPv4 address to its /24 network, IPv6 to its /48; anything else as it is."""
 
     inherit_cache = True
     name = "truncate_ip"
