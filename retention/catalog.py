@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import (
     Column,
@@ -27,6 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from retention.backends import backend_for
+from retention.backends.sqlite_catalog import OddValues
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -34,6 +37,12 @@ class Catalog:
 
     metadata: MetaData
     default_schema: str | None
+    #: the database's dialect name, for what a column's type means there (INTEGER is 64
+    #: bits on SQLite, 32 elsewhere)
+    dialect: str = ""
+    #: date/time columns whose stored values do not compare in time order (SQLite), by
+    #: (table's full name, column)
+    odd_dates: Mapping[tuple[str, str], OddValues] = field(default_factory=dict)
     # Links resolved so far: the schema check, the planner and every rule's conditions
     # ask for the same ones.
     _links: dict[tuple[object, ...], tuple[dict[str, str] | None, str | None]] = field(
@@ -47,6 +56,10 @@ class Catalog:
         if table is None and not schema and self.default_schema:
             table = self.metadata.tables.get(f"{self.default_schema}.{bare}")
         return table
+
+    def odd_values(self, table: Table, col: Column[object]) -> OddValues | None:
+        """What a date/time column stores that does not compare in time order, if any."""
+        return self.odd_dates.get((table.fullname, col.name))
 
     def table_names(self) -> list[str]:
         return sorted(self.metadata.tables)
@@ -77,6 +90,7 @@ class Catalog:
 
 def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
     """Reflect every table of the schemas the given (possibly qualified) names live in."""
+    table_names = list(table_names)
     schemas: set[str | None] = {None}
     for name in table_names:
         schema, _, _ = name.rpartition(".")
@@ -90,7 +104,16 @@ def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
             continue
         metadata.reflect(conn, schema=wanted, resolve_fks=True)
     default = inspector.default_schema_name
-    return Catalog(metadata, default)
+    catalog = Catalog(metadata, default, conn.dialect.name)
+    backend = backend_for(conn)
+    backend.supplement_reflection(conn, metadata.tables.values())
+    odd: dict[tuple[str, str], OddValues] = {}
+    for name in dict.fromkeys(table_names):
+        table = catalog.table(name)
+        if table is not None:
+            for col, found in backend.odd_dates(conn, table).items():
+                odd[(table.fullname, col)] = found
+    return replace(catalog, odd_dates=odd)
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -149,6 +172,21 @@ def is_unique(table: Table, col: Column[object]) -> bool:
         if isinstance(constraint, UniqueConstraint) and list(constraint.columns) == [col]:
             return True
     return any(index.unique and list(index.columns) == [col] for index in table.indexes)
+
+
+def is_unique_set(table: Table, names: Iterable[str]) -> bool:
+    """Whether the columns ``names`` together are unique: they include every column of
+    the primary key, a unique constraint or a unique index."""
+    wanted = set(names)
+    candidates = [{c.name for c in table.primary_key.columns}]
+    candidates += [{c.name} for c in table.columns if c.unique]
+    candidates += [
+        {c.name for c in constraint.columns}
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+    ]
+    candidates += [{c.name for c in index.columns} for index in table.indexes if index.unique]
+    return any(found and found <= wanted for found in candidates)
 
 
 def links_between(child: Table, parent: Table) -> list[ForeignKeyConstraint]:

@@ -147,6 +147,14 @@ class _Checker:
                 f"clock '{rule.clock}' is {kind}: it must be a date/time column "
                 "(or an integer of Unix time with clock_unit)",
             )
+        elif (odd := self.catalog.odd_values(table, clock)) is not None:
+            # Compared as text, a Unix number sorts before every date: always due.
+            self.add(
+                (*at, "clock"),
+                f"clock '{rule.clock}' holds {odd.describe()}, which would compare as text: "
+                "store ISO 8601 UTC text ('YYYY-MM-DD HH:MM:SS'), or Unix time in an "
+                "integer column with clock_unit",
+            )
 
     # -- conditions -------------------------------------------------------------------
 

@@ -238,7 +238,7 @@ def test_mask_strategy_with_keep_last_zero_hides_every_character(
 def test_truncate_ip_keeps_the_ipv4_slash_24_and_the_ipv6_slash_48(
     settings: Settings, engine: Engine
 ) -> None:
-    """Text that is not an address is not kept: it becomes NULL."""
+    """Text that is not an address is left as it is (SPEC 2, as of issue 9)."""
     people = make_people(engine, Column("ip", String(64)))
     insert(engine, people, [
         {"id": 1, "created_at": OLD, "ip": "203.0.113.77"},
@@ -252,7 +252,7 @@ def test_truncate_ip_keeps_the_ipv4_slash_24_and_the_ipv6_slash_48(
     assert column(engine, people, "ip") == {
         1: "203.0.113.0",
         2: "2001:db8:abcd::",
-        3: None,
+        3: "not an address",
         4: None,
     }
 
@@ -281,10 +281,11 @@ def test_truncate_ip_handles_every_textual_address_form(
 @pytest.mark.parametrize(
     "garbage", ["999.1.2.3", "01.2.3.4", "1.2.3", "cafe:beef", "::1::2", "1:2:3:4:5:6:7:8:9"]
 )
-def test_truncate_ip_turns_address_like_garbage_into_null(
+def test_truncate_ip_leaves_address_like_garbage_as_it_is(
     settings: Settings, engine: Engine, garbage: str
 ) -> None:
-    """Text that merely looks like an address neither survives nor fails the batch."""
+    """Text that merely looks like an address is not an address: it is left as it is
+    (SPEC 2, as of issue 9), and does not fail the batch."""
     people = make_people(engine, Column("ip", String(64)))
     insert(engine, people, [
         {"id": 1, "created_at": OLD, "ip": garbage},
@@ -293,7 +294,7 @@ def test_truncate_ip_turns_address_like_garbage_into_null(
     write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     assert run_once(settings) == 2
-    assert column(engine, people, "ip") == {1: None, 2: "198.51.100.0"}
+    assert column(engine, people, "ip") == {1: garbage, 2: "198.51.100.0"}
 
 
 def test_truncate_date_truncates_timestamps_to_the_month_and_the_year(

@@ -13,12 +13,15 @@ registers the SQL of its own dialect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import ColumnElement, Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import Table
+
+from retention.backends.sqlite_catalog import OddValues
 
 
 class Backend(Protocol):
@@ -78,6 +81,17 @@ class Backend(Protocol):
 
         The lock and the transaction go together because PostgreSQL's lock lives in the
         transaction and MySQL's must outlive its commit."""
+        ...
+
+    # --- reflection -------------------------------------------------------------------
+    def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
+        """Add to the reflected ``tables`` what SQLAlchemy's reflection missed (unique
+        constraints, ON DELETE actions), read from what the database enforces."""
+        ...
+
+    def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
+        """The date/time columns of ``table`` holding values that do not compare in time
+        order (only where columns keep any value), by name."""
         ...
 
     # --- reading back -----------------------------------------------------------------

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, tuple_
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import Table
 
 from retention.backends import errors
 from retention.backends.pads import hmac_params
+from retention.backends.sqlite_catalog import OddValues
 
 APPEND_ONLY = "retention audit log is append-only"
 
@@ -50,6 +52,12 @@ class DefaultBackend:
     def follow_explicit_keys(self, conn: Connection, table: str, column: str, top: int) -> None:
         """After rows were inserted with their keys given, make the next generated key
         follow ``top`` (where inserting explicit keys does not move the generator)."""
+
+    def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
+        """SQLAlchemy's reflection reads these databases' catalogs whole."""
+
+    def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
+        return {}  # the column's type is enforced
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return False

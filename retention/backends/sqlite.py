@@ -15,7 +15,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,10 +33,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import Table
 
-from retention.backends import errors, strategies
+from retention.backends import errors, sqlite_catalog, strategies
 from retention.backends.defaults import APPEND_ONLY, DefaultBackend
 from retention.backends.registry import register
+from retention.backends.sqlite_catalog import OddValues
 from retention.backends.sqlite_functions import register_functions
 from retention.backends.types import JsonList
 from retention.errors import LockNotAcquired
@@ -141,6 +143,12 @@ class SQLiteBackend(DefaultBackend):
         for event_name in ("update", "delete"):
             name = self.quote(conn, f"{table}_no_{event_name}")
             conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+
+    def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
+        sqlite_catalog.supplement(conn, tables)
+
+    def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
+        return sqlite_catalog.odd_dates(conn, table)
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return "database is locked" in str(exc.orig).lower()
