@@ -10,6 +10,7 @@ ON DELETE CASCADE / SET NULL. Every problem is one ``file:line:col`` line.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -21,11 +22,13 @@ from retention.catalog import (
     is_integer,
     is_text,
     is_unique,
+    is_unique_set,
     on_from_fk,
     suggest,
     text_length,
 )
 from retention.errors import Problem
+from retention.literals import LiteralMisfit, in_column_type
 from retention.planner.order import order_problems
 from retention.policy.locator import Locator, Path
 from retention.policy.model import (
@@ -162,13 +165,29 @@ class _Checker:
         """The columns one condition map tests (its nested conditions are nodes of their own)."""
         for name, test in cond.columns():
             col = self.col(table, name, (*at, name))
-            if col is not None and isinstance(test, Tests):
-                for op, _ in test.items():
-                    if op in ("older_than", "newer_than") and not is_datetime(col.type):
-                        self.add(
-                            (*at, name, op),
-                            f"{op} needs a date/time column; '{name}' is {describe_type(col)}",
-                        )
+            if col is None:
+                continue
+            if not isinstance(test, Tests):
+                self.literal(test, col, (*at, name))
+                continue
+            for op, value in test.items():
+                if op in ("older_than", "newer_than") and not is_datetime(col.type):
+                    self.add(
+                        (*at, name, op),
+                        f"{op} needs a date/time column; '{name}' is {describe_type(col)}",
+                    )
+                elif op in ("in", "not_in"):
+                    for j, item in enumerate(value):
+                        self.literal(item, col, (*at, name, op, j))
+                elif op != "is_null" and op not in ("older_than", "newer_than"):
+                    self.literal(value, col, (*at, name, op))
+
+    def literal(self, value: Any, col: Any, at: Path) -> None:
+        """A literal must fit its column's type (SPEC 2): the planner binds it converted."""
+        try:
+            in_column_type(value, col.type, self.catalog.dialect)
+        except LiteralMisfit as exc:
+            self.add(at, f"'{col.name}' is {describe_type(col)}: {exc}")
 
     def link(self, on: Mapping[str, str] | None, theirs: Table, ours: Table, at: Path) -> None:
         mapping, reason = self.catalog.link(on, theirs, ours)
@@ -192,7 +211,7 @@ class _Checker:
         for name, strategy in set_map.items():
             col = self.col(table, name, (*at, name))
             if col is not None:
-                reason = strategy_misfit(strategy, table, col)
+                reason = strategy_misfit(strategy, table, col, self.catalog.dialect)
                 if reason:
                     self.add((*at, name), reason)
 
@@ -201,6 +220,8 @@ class _Checker:
     def cascade(self, cascade: Cascade, child: Table, parent: Table, at: Path) -> None:
         self.link(cascade.on, child, parent, at)
         mapping, _ = self.catalog.link(cascade.on, child, parent)
+        if mapping and all(p in parent.columns for p in mapping.values()):
+            self.unique_link(mapping, child, parent, at, named=cascade.on is not None)
         if cascade.action == "detach" and mapping:
             for name in mapping:
                 col = child.columns.get(name)
@@ -213,6 +234,26 @@ class _Checker:
             self.strategies(cascade.set, child, (*at, "set"))
         if cascade.action == "delete":
             self.blocking_keys(child, cascade.cascade, at)
+
+    def unique_link(
+        self, mapping: dict[str, str], child: Table, parent: Table, at: Path, *, named: bool
+    ) -> None:
+        """A cascade reaches one parent row per dependent (SPEC 2, "Real schemas"): through
+        a column many parent rows share, a removed row would take the dependents of the
+        rows kept with it."""
+        if is_unique_set(parent, mapping.values()):
+            return
+        cols = ", ".join(mapping.values())
+        # The same link seen from the dependent table: {parent's column: child's column}.
+        back = ", ".join(f"{p}: {c}" for c, p in mapping.items())
+        self.add(
+            (*at, "on") if named else (*at, "table"),
+            f"cascade links {child.name} through {parent.name}({cols}), which is not unique "
+            f"(no primary key or unique constraint on it): a kept {parent.name} row could "
+            f"share it and lose its {child.name} rows; give {child.name} a rule of its own "
+            f"with unless: {{related: {{table: {parent.name}, on: {{{back}}}}}}}",
+            at_key=named,
+        )
 
     def blocking_keys(self, target: Table, cascades: list[Cascade], at: Path) -> None:
         """Every FK pointing at ``target`` must be handled, or the delete would fail."""
@@ -258,14 +299,23 @@ class _Checker:
         self.col(table, holds.subject_column, ("holds", "subject_column"))
 
 
-def strategy_misfit(strategy: Strategy, table: Table, col: Any) -> str | None:
+def strategy_misfit(strategy: Strategy, table: Table, col: Any, dialect: str = "") -> str | None:
     """Why ``strategy`` cannot be applied to ``col``, or None when it fits."""
     name = strategy_name(strategy)
     kind = describe_type(col)
     if strategy is None:
         if not col.nullable:
-            return f"null on '{col.name}', which is NOT NULL: use redact, hash or a value"
+            instead = (
+                "truncate_date: month (or year), or a value"
+                if is_datetime(col.type)
+                else "redact, hash or a value"
+            )
+            return f"null on '{col.name}', which is NOT NULL: use {instead}"
         return None
+    if isinstance(strategy, ValueStrategy):
+        reason = value_misfit(strategy.value, col, dialect)
+        if reason:
+            return reason
     if strategy == "redact" or isinstance(strategy, ValueStrategy):
         if is_unique(table, col):
             return f"{name} on '{col.name}', which is UNIQUE, would collide: use hash or null"
@@ -291,6 +341,37 @@ def strategy_misfit(strategy: Strategy, table: Table, col: Any) -> str | None:
     if isinstance(strategy, TruncateDateStrategy) and not is_datetime(col.type):
         return f"truncate_date works on date/time columns; '{col.name}' is {kind}"
     return None
+
+
+def value_misfit(value: Any, col: Any, dialect: str) -> str | None:
+    """Why a fixed value cannot be written to ``col`` as it is, or None.
+
+    A value is written as given, so it must already be of the column's type (a text that
+    would parse as a date is not one); and it must fit the column's length.
+    """
+    kind = describe_type(col)
+    try:
+        converted = in_column_type(value, col.type, dialect)
+    except LiteralMisfit as exc:
+        return f"value for '{col.name}', which is {kind}: {exc}"
+    if type(converted) is not type(value) and not isinstance(value, bool):
+        shown = value.isoformat() if isinstance(value, date) else repr(value)
+        return (
+            f"value {shown} for '{col.name}' is not written as {kind}: "
+            f"write {_as_written(converted)} (unquoted)"
+        )
+    length = text_length(col.type)
+    if isinstance(value, str) and length is not None and len(value) > length:
+        return f"value for '{col.name}' has {len(value)} characters; the column holds {length}"
+    return None
+
+
+def _as_written(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return repr(value)
 
 
 def check_schema(policy: Policy, catalog: Catalog, locator: Locator) -> list[Problem]:

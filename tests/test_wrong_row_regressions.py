@@ -194,11 +194,6 @@ def test_a_quoted_date_is_compared_as_a_date_with_a_timestamp_column(
 ) -> None:
     """SPEC 2: literals are checked against the column's type and compared in it, never
     as text. ``le: "2024-05-10"`` on a timestamp includes 2024-05-10 00:00:00 itself."""
-    defect(
-        request,
-        "a quoted date literal is compared as text on SQLite and fails on PostgreSQL",
-        on=("sqlite", "postgresql"),
-    )
     meta = MetaData()
     events = Table(
         "events",

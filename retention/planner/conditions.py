@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.types import Date, DateTime
 
 from retention.catalog import Catalog
+from retention.literals import in_column_type
 from retention.periods import Period, cutoff
 from retention.policy.model import ConditionMap, Related, Tests
 
@@ -126,6 +127,9 @@ class Compiler:
         return adapt_instant(col, cutoff(self.now, period, self.timezone), self.timezone)
 
     def value(self, col: Any, value: Any) -> Any:
+        # In the column's type, as stage 3 checked it (``retention.literals``): a date's
+        # text is bound as a date, never compared as text or refused by the database.
+        value = in_column_type(value, col.type, self.catalog.dialect)
         if isinstance(value, datetime) and isinstance(col.type, DateTime):
             return adapt_instant(col, value if value.tzinfo else value.replace(tzinfo=UTC))
         return value
