@@ -51,16 +51,6 @@ from retention.settings import Settings
 # regression test passes (its strict xfail turns red), so the generator covers that
 # ground again.
 KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {
-    "a quoted date literal is compared as text on SQLite and fails on PostgreSQL": (
-        "test_a_quoted_date_is_compared_as_a_date_with_a_timestamp_column",
-        frozenset({"sqlite", "postgresql"}),
-        Exclusions(features=frozenset({"literal:datetime"})),
-    ),
-    "the same on a DATE column of PostgreSQL: date = character varying": (
-        "test_a_quoted_date_is_compared_as_a_date_with_a_timestamp_column",
-        frozenset({"postgresql"}),
-        Exclusions(features=frozenset({"literal:date"})),
-    ),
     "a nullable unique key is refused, not walked with its NULL rows left alone": (
         "test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others",
         None,
