@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from retention.audit.records import key_digest
 from retention.audit.writer import AuditWriter
 from retention.backends import Backend, backend_for, describe_error
-from retention.errors import RuleFailed
+from retention.errors import LockNotAcquired, RuleFailed
 from retention.logs import get_logger
 from retention.outcomes import Event, Status
 from retention.plan import (
@@ -49,6 +50,22 @@ class Control:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     max_retries: int = 5
+
+    #: how long a pause sleeps before it looks again at the signal flag and the deadline
+    TICK = 0.1
+
+    def time_is_up(self) -> bool:
+        return self.deadline is not None and self.monotonic() >= self.deadline
+
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, in short ticks: a signal or the deadline ends the pause
+        within a tick, not after a rule's whole ``sleep`` (Kubernetes' grace period)."""
+        end = self.monotonic() + seconds
+        while not self.stop_requested() and not self.time_is_up():
+            left = end - self.monotonic()
+            if left <= 0:
+                return
+            self.sleep(min(left, self.TICK))
 
 
 @dataclass
@@ -136,13 +153,23 @@ class Executor:
     def __post_init__(self) -> None:
         self.backend = backend_for(self.engine)
 
-    def run_rule(self, plan: RulePlan) -> RuleResult:
+    def run_rule(
+        self, plan: RulePlan, lock: AbstractContextManager[Any] | None = None
+    ) -> RuleResult:
+        """Run one rule under ``lock`` (the rule's lock, taken without waiting).
+
+        The boundary of a rule: whatever goes wrong inside it (taking the lock, counting,
+        a batch, a bug) is recorded as ``rule_failed`` and the run goes on with the
+        other rules (SPEC section 4, exit 1).
+        """
         started = self.control.monotonic()
         result = RuleResult.of(plan, Status.DONE)
         try:
-            with self.engine.connect() as raw:
+            with lock or nullcontext(), self.engine.connect() as raw:
                 self._run(self.backend.for_writing(raw), plan, result, started)
-        except (DBAPIError, RuleFailed) as exc:
+        except LockNotAcquired:
+            return self.skipped(plan, "lock held by another run")
+        except Exception as exc:  # the one boundary of a rule (see the docstring)
             result.seconds = self.control.monotonic() - started
             return self.failed(plan, exc, result)
         return result
@@ -254,10 +281,7 @@ class Executor:
             if self.control.max_batches is not None and result.batches >= self.control.max_batches:
                 result.status, result.stopped_by = Status.PARTIAL, "max_batches"
                 return
-            if (
-                self.control.deadline is not None
-                and self.control.monotonic() >= self.control.deadline
-            ):
+            if self.control.time_is_up():
                 result.status, result.stopped_by = Status.PARTIAL, "max_runtime"
                 return
             upto: int | None = None
@@ -286,7 +310,7 @@ class Executor:
             if upto is None and rows < plan.batch_size:
                 return  # a short batch read every due row left: the rule is done
             if plan.sleep:
-                self.control.sleep(plan.sleep)
+                self.control.pause(plan.sleep)
 
     def _retrying(self, attempt: Callable[[], Any]) -> Any:
         delay = 0.05
@@ -297,7 +321,7 @@ class Executor:
                 if not self.backend.is_retryable(exc) or tries == self.control.max_retries:
                     raise
                 log.warning("batch retried", error=describe_error(exc), attempt=tries + 1)
-                self.control.sleep(delay)
+                self.control.pause(delay)
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 

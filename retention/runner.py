@@ -123,14 +123,8 @@ def _run(
         executor = Executor(
             engine, audit, hash_key, control, override_guard=rule_plan.name in override_guard
         )
-        try:
-            with rule_lock(engine, rule_plan.name):
-                outcome = executor.run_rule(rule_plan)
-        except LockNotAcquired:
-            outcome = executor.skipped(rule_plan, "lock held by another run")
-        except DBAPIError as exc:
-            # Taking the rule's lock failed; the rule fails, the run goes on.
-            outcome = executor.failed(rule_plan, exc)
+        # Whatever fails inside the rule is that rule's failure (Executor.run_rule).
+        outcome = executor.run_rule(rule_plan, rule_lock(engine, rule_plan.name))
         result.rules.append(outcome)
         if outcome.status == Status.INTERRUPTED:
             result.interrupted = True
