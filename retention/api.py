@@ -6,16 +6,18 @@ returns data or raises an error from ``retention.errors``.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import Connection, Dialect, Engine
 
 from retention import __version__
@@ -23,9 +25,9 @@ from retention.audit.verify import Verified, verify_table
 from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.backends import backend_for
 from retention.catalog import Catalog, reflect, suggest
-from retention.db import make_engine, reachable
+from retention.db import make_engine, reachable, require_writable, shown_url
 from retention.demo import create_demo
-from retention.errors import PolicyError, UsageError
+from retention.errors import DatabaseUnavailable, PolicyError, UsageError
 from retention.executor import Control, Counts, count_rule, guard_verdict
 from retention.logs import get_logger
 from retention.metrics import Metrics, ping
@@ -35,7 +37,7 @@ from retention.policy.loader import LoadedPolicy, load_policy
 from retention.policy.model import Policy, json_schema
 from retention.runner import RunResult, run_plan
 from retention.schema_check import check_schema, policy_tables
-from retention.settings import Settings
+from retention.settings import DEFAULT_DATABASE_URL, Settings
 from retention.worker import Worker
 
 log = get_logger("retention.api")
@@ -52,13 +54,15 @@ def load(settings: Settings) -> LoadedPolicy:
 
 
 def reflect_checked(engine: Engine, loaded: LoadedPolicy) -> Catalog:
-    """Reflect the schema and hold the policy against it; ``PolicyError`` if it misfits."""
+    """Reflect the schema and hold the policy against it; ``PolicyError`` if it misfits,
+    each problem naming the database it was checked against (masked)."""
     with reachable(engine), engine.connect() as conn:
         catalog = reflect(conn, policy_tables(loaded.policy))
         conn.rollback()
     problems = check_schema(loaded.policy, catalog, loaded.locator)
     if problems:
-        raise PolicyError(problems)
+        where = f" (in {shown_url(engine)})"
+        raise PolicyError([replace(p, message=p.message + where) for p in problems])
     return catalog
 
 
@@ -67,7 +71,7 @@ def validate(settings: Settings, *, offline: bool = False) -> Validation:
     loaded = load(settings)
     if offline:
         return Validation(loaded, None)
-    engine = make_engine(settings)
+    engine = make_engine(settings, read_only=True)
     try:
         reflect_checked(engine, loaded)
     finally:
@@ -106,6 +110,11 @@ def demo(
     ``before_changes``: it runs after the demo decided to proceed and before its first
     change, so a refused demo leaves no file behind.
     """
+    if not settings.database_url.get_secret_value():
+        # The one command that may pick its own database: a file here, named in .env so
+        # that the commands after it find it.
+        settings = settings.model_copy(update={"database_url": SecretStr(DEFAULT_DATABASE_URL)})
+        before_changes = _then(before_changes, demo_database_url)
     engine = make_engine(settings)
     try:
         with reachable(engine):
@@ -118,6 +127,23 @@ def demo(
             )
     finally:
         engine.dispose()
+
+
+def demo_database_url(env_file: Path = Path(".env")) -> Path:
+    """Append the demo's own database URL to ``env_file``, for the commands after it."""
+    with env_file.open("a", encoding="utf-8") as fh:
+        fh.write(f"RETENTION_DATABASE_URL={DEFAULT_DATABASE_URL}\n")
+    env_file.chmod(0o600)
+    return env_file
+
+
+def _then(first: Callable[[], Any] | None, second: Callable[[], Any]) -> Callable[[], None]:
+    def both() -> None:
+        if first is not None:
+            first()
+        second()
+
+    return both
 
 
 @dataclass(frozen=True)
@@ -151,7 +177,14 @@ def _compile(
     loaded: LoadedPolicy | None = None,
 ) -> tuple[LoadedPolicy, Plan]:
     loaded = loaded or load(settings)
-    _check_names(loaded.policy, rules, "--rule")
+    # SPEC section 4's order: a policy that does not fit the database (78) is named before
+    # an unknown --rule (2), and an unknown --rule before an unreachable database (75).
+    try:
+        _check_names(loaded.policy, rules, "--rule")
+    except UsageError as unknown:
+        with suppress(DatabaseUnavailable):
+            reflect_checked(engine, loaded)
+        raise unknown from None
     catalog = reflect_checked(engine, loaded)
     plan = make_plan(
         loaded.policy,
@@ -169,7 +202,7 @@ def plan(
 ) -> PlanReport:
     """A dry run: the counts and guard verdicts ``run`` would meet. Writes nothing."""
     now = now or datetime.now(UTC)
-    engine = make_engine(settings)
+    engine = make_engine(settings, read_only=True)
     try:
         _, compiled = _compile(settings, engine, rules, now)
         planned = []
@@ -198,12 +231,17 @@ def run(
 ) -> RunResult:
     """Enforce the policy: delete or anonymise every due row, with its audit records."""
     hash_key = settings.require_hash_key()
+    _check_max_runtime(max_runtime)
     now = now or datetime.now(UTC)
     engine = make_engine(settings, hash_key=hash_key)
+    heads = None
     try:
         with reachable(engine):
             loaded, compiled = _compile(settings, engine, rules, now, loaded)
             _check_names(loaded.policy, override_guard, "--override-guard")
+            # Every check that can refuse the run comes before its first write.
+            heads = settings.open_audit_head_file()
+            require_writable(engine)
             audit = AuditWriter(
                 loaded.policy.audit.table,
                 loaded.sha256,
@@ -221,12 +259,18 @@ def run(
             result = run_plan(
                 engine, compiled, audit, hash_key, control, override_guard=frozenset(override_guard)
             )
-        if settings.audit_head_file is not None and result.head:
-            with open(settings.audit_head_file, "a", encoding="utf-8") as fh:
-                fh.write(f"{result.head}\n")
+        if heads is not None and result.head:
+            heads.write(f"{result.head}\n")
         return result
     finally:
+        if heads is not None:
+            heads.close()
         engine.dispose()
+
+
+def _check_max_runtime(max_runtime: float | None) -> None:
+    if max_runtime is not None and not (math.isfinite(max_runtime) and max_runtime > 0):
+        raise UsageError(f"--max-runtime: {max_runtime} is not a positive number of seconds")
 
 
 def verify(
@@ -243,7 +287,7 @@ def verify(
     """
     loaded = load(settings)
     kept = read_heads(heads_file)
-    engine = make_engine(settings)
+    engine = make_engine(settings, read_only=True)
     try:
         with reachable(engine), read_only(engine) as conn:
             return verify_table(
@@ -295,7 +339,7 @@ def serve(settings: Settings) -> None:
 
 def _load_checked(settings: Settings) -> LoadedPolicy:
     loaded = load(settings)
-    engine = make_engine(settings)
+    engine = make_engine(settings, read_only=True)
     try:
         reflect_checked(engine, loaded)
     finally:
@@ -331,6 +375,7 @@ __all__ = [
     "audit_records",
     "certificate",
     "demo",
+    "demo_database_url",
     "demo_hash_key",
     "export",
     "find_keys",

@@ -48,7 +48,7 @@ def _reading(settings: Settings) -> Iterator[tuple[LoadedPolicy, Engine, Connect
     from retention.api import load, read_only  # noqa: PLC0415  (a cycle: api imports us)
 
     loaded = load(settings)
-    engine = make_engine(settings)
+    engine = make_engine(settings, read_only=True)
     try:
         with reachable(engine), read_only(engine) as conn:
             yield loaded, engine, conn

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from retention.errors import SettingsError
 
+# Only `retention demo` falls back to this file; every other command needs a URL named.
 DEFAULT_DATABASE_URL = "sqlite:///retention-demo.db"
 MIN_HASH_KEY_LENGTH = 16
 
@@ -29,7 +30,8 @@ class Settings(BaseSettings):
         env_prefix="RETENTION_", env_file=".env", extra="ignore", frozen=True
     )
 
-    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    # Empty when not configured: require_database_url() says what is missing.
+    database_url: SecretStr = SecretStr("")
     policy_file: Path = Path("policies.yaml")
     hash_key: SecretStr | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -48,6 +50,8 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _parse_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            return value
         try:
             make_url(value.get_secret_value())
         except ArgumentError:
@@ -55,7 +59,40 @@ class Settings(BaseSettings):
         return value
 
     def masked_url(self) -> str:
+        if not self.database_url.get_secret_value():
+            return "<no database URL>"
         return mask_url(self.database_url.get_secret_value())
+
+    def require_database_url(self) -> str:
+        """The database URL; ``SettingsError`` naming what is missing when none is set.
+
+        No command quietly falls back to a file: a mistyped variable name would otherwise
+        check, plan or run against an empty database (SPEC section 3).
+        """
+        url = self.database_url.get_secret_value()
+        if not url:
+            raise SettingsError(
+                "RETENTION_DATABASE_URL is not set: name the database with --database URL or "
+                "RETENTION_DATABASE_URL (`retention demo` creates a SQLite one and writes its "
+                "URL to .env)"
+            )
+        return url
+
+    def open_audit_head_file(self) -> TextIO | None:
+        """``RETENTION_AUDIT_HEAD_FILE`` opened for appending, or None when not set.
+
+        Opened before a run touches any row: a file that cannot take the head is a
+        configuration error (78), not a failure after the deletes. The caller closes it.
+        """
+        if self.audit_head_file is None:
+            return None
+        try:
+            return self.audit_head_file.open("a", encoding="utf-8")
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise SettingsError(
+                f"RETENTION_AUDIT_HEAD_FILE: cannot append to {self.audit_head_file}: {reason}"
+            ) from None
 
     def require_hash_key(self) -> bytes:
         """The hash key's bytes; ``SettingsError`` when it is missing or too short."""

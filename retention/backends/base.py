@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import ColumnElement, Connection, Engine
+from sqlalchemy import URL, ColumnElement, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Table
 
@@ -41,6 +41,21 @@ class Backend(Protocol):
 
     def uses_key_windows(self, key_cols: Sequence[Any]) -> bool:
         """Whether batches look for the next keys in a bounded window of the key."""
+        ...
+
+    # --- connecting -------------------------------------------------------------------
+    #: what to install (and which URL form to use) when the URL's driver is missing
+    driver_hint: ClassVar[str]
+
+    def engine_url(self, url: URL, *, read_only: bool) -> URL:
+        """The URL an engine opens: the driver this package installs where the URL names
+        none, and for a command that only reads, a database opened without the power to
+        create or change it."""
+        ...
+
+    def refuses_writes(self, conn: Connection) -> str | None:
+        """Why the database cannot take writes now (a hot standby, a read-only server),
+        or None; asked before a run's first write (exit 75)."""
         ...
 
     # --- sessions and transactions ----------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, bindparam, tuple_
+from sqlalchemy import URL, ColumnElement, Connection, Engine, bindparam, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Table
 
@@ -26,6 +26,7 @@ class DefaultBackend:
     #: whether the database is a server (not a file, nor memory, of this process)
     is_server: ClassVar[bool] = True
     enforces_column_types: ClassVar[bool] = True
+    driver_hint: ClassVar[str] = ""
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1:
@@ -37,6 +38,12 @@ class DefaultBackend:
 
     def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
         return {}
+
+    def engine_url(self, url: URL, *, read_only: bool) -> URL:
+        return url
+
+    def refuses_writes(self, conn: Connection) -> str | None:
+        return None
 
     def for_writing(self, conn: Connection) -> Connection:
         return conn

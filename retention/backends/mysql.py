@@ -46,6 +46,8 @@ RETRYABLE = frozenset({1205, 1213})
 # Access denied (to the server, to the database), unknown database.
 CONFIGURATION = frozenset({1044, 1045, 1049})
 _DIALECTS = ("mysql", "mariadb")
+# What a replica (or a server in maintenance) answers with 1: writes would be refused.
+READ_ONLY_QUERY = "SELECT @@global.read_only, @@global.innodb_read_only"
 
 
 def lock_name(database: str, scope: str, name: str) -> str:
@@ -58,6 +60,14 @@ def lock_name(database: str, scope: str, name: str) -> str:
 class MySQLBackend(DefaultBackend):
     dialect = "mysql"
     aliases = ("mariadb",)
+    driver_hint = "install retention[mysql] (PyMySQL) and use mysql+pymysql://"
+
+    def refuses_writes(self, conn: Connection) -> str | None:
+        read_only, innodb_read_only = conn.execute(text(READ_ONLY_QUERY)).one()
+        if read_only or innodb_read_only:
+            name = "read_only" if read_only else "innodb_read_only"
+            return f"the server is read-only ({name}: a replica?); run against the primary"
+        return None
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1 and isinstance(cols[0].type, Integer):

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
+    URL,
     ColumnElement,
     Connection,
     Engine,
@@ -60,6 +61,25 @@ def lock_id(scope: str, name: str) -> int:
 @register
 class PostgreSQLBackend(DefaultBackend):
     dialect = "postgresql"
+    # ``postgres://`` is what Heroku, Render and libpq-style tools hand out.
+    spellings = ("postgres",)
+    driver_hint = "install retention[postgres] (psycopg 3) and use postgresql+psycopg://"
+
+    def engine_url(self, url: URL, *, read_only: bool) -> URL:
+        if url.drivername in {"postgres", "postgresql"}:
+            # The driver the [postgres] extra installs, not SQLAlchemy's psycopg2 default.
+            return url.set(drivername="postgresql+psycopg")
+        return url
+
+    def refuses_writes(self, conn: Connection) -> str | None:
+        standby, read_only = conn.execute(
+            text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+        ).one()
+        if standby:
+            return "the server is a hot standby (in recovery); run against the primary"
+        if read_only == "on":
+            return "the database is read-only (default_transaction_read_only)"
+        return None
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1:

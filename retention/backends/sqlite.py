@@ -15,11 +15,13 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
+    URL,
     ColumnElement,
     Connection,
     Engine,
@@ -58,6 +60,19 @@ class SQLiteBackend(DefaultBackend):
             items = func.json_each(bindparam(name, type_=JsonList())).table_valued("value")
             return cols[0].in_(select(items.c.value))  # type: ignore[no-any-return]
         return super().keys_in(cols, name)
+
+    def engine_url(self, url: URL, *, read_only: bool) -> URL:
+        database = url.database
+        if not read_only or not database or database == ":memory:" or "uri" in url.query:
+            return url
+        path = os.path.abspath(database)
+        if not os.path.exists(path) and os.path.isdir(os.path.dirname(path)):
+            # A mistyped path reads as the empty database it always read as (no tables, no
+            # audit log), but no empty file is left behind.
+            return URL.create(url.drivername)  # in memory
+        # Opened read-only as a URI, so that nothing can create or change the file.
+        quoted = urllib.parse.quote(path)
+        return url.set(database=f"file:{quoted}").update_query_dict({"mode": "ro", "uri": "true"})
 
     def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
         # One connection per checkout: file locks are per connection, and SQLite

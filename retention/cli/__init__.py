@@ -8,6 +8,7 @@ SPEC section 4's exit codes (``RetentionGroup``); the auditors' commands are in
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -32,6 +33,7 @@ from retention.errors import (
 )
 from retention.logs import ensure_logging, forget_logging, get_logger
 from retention.outcomes import ExitCode
+from retention.settings import DEFAULT_DATABASE_URL as DEMO_URL
 from retention.settings import Settings
 
 EXIT_FAILED = ExitCode.FAILED
@@ -162,7 +164,9 @@ def demo(settings: Settings, force: bool) -> None:
     summary = api.demo(settings, force=force, database_given=named is ParameterSource.COMMANDLINE,
                        before_changes=hash_key_to_env)  # fmt: skip
     total = sum(summary.rows.values())
-    click.echo(f"demo database {settings.masked_url()}: {total} rows")
+    # Without a URL the demo made its own file and named it in .env (api.demo).
+    shown = settings.masked_url() if settings.database_url.get_secret_value() else DEMO_URL
+    click.echo(f"demo database {shown}: {total} rows")
     for table, count in summary.rows.items():
         click.echo(f"  {table:<22} {count:>7}")
 
@@ -197,6 +201,7 @@ def _emit_plan(report: api.PlanReport, output: str, show_sql: bool) -> None:
 @click.option(
     "--max-runtime",
     type=click.FloatRange(min=0, min_open=True),
+    callback=lambda _ctx, _param, value: _finite(value),
     default=None,
     metavar="SECONDS",
     help="Stop starting batches after this long.",
@@ -255,6 +260,13 @@ def run(
     else:
         click.echo(render.run_text(result))
     sys.exit(code)
+
+
+def _finite(seconds: float | None) -> float | None:
+    # FloatRange lets nan and inf through: neither is a time a run could stop at.
+    if seconds is not None and not math.isfinite(seconds):
+        raise click.BadParameter(f"{seconds} is not a finite number of seconds")
+    return seconds
 
 
 def _progress() -> Any:
