@@ -66,6 +66,7 @@ _MYSQL = {
     1062: re.compile(r" for key '([\w.]+)'$"),
     1406: re.compile(r"^Data too long for column '(\w+)' at row \d+$"),
     1366: re.compile(r" for column `\w+`\.`(\w+)`\.`(\w+)` at row \d+$"),
+    4025: re.compile(r"^CONSTRAINT `(\w+)` failed for `\w+`\.`(\w+)`$"),
     1451: re.compile(
         r"^Cannot delete or update a parent row: a foreign key constraint fails "
         r"\(`\w+`\.`(\w+)`, CONSTRAINT `(\w+)`"
@@ -98,6 +99,8 @@ def constraint_place(orig: Any) -> str | None:
             return None
         if number in (1451, 1452):
             return f"{found.group(1)}, constraint {found.group(2)}"
+        if number == 4025:
+            return f"{found.group(2)}, constraint {found.group(1)}"
         if number == 1062:
             return f"key {found.group(1)}"
         return ".".join(found.groups()) if number == 1366 else f"column {found.group(1)}"
