@@ -89,7 +89,8 @@ def writes(rule: Rule, resolve: Resolve = str) -> set[str]:
 
 
 def reads(policy: Policy, resolve: Resolve = str) -> list[list[Read]]:
-    """Per rule (by index), the other tables whose rows decide which of its rows are due."""
+    """Per rule (by index), the tables read through ``related`` or the holds registry:
+    their rows decide which of the rule's rows are due."""
     found: list[list[Read]] = [[] for _ in policy.rules]
     registry: list[Read] = []
     index = {id(rule): i for i, rule in enumerate(policy.rules)}
