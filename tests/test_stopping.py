@@ -1,0 +1,169 @@
+"""Stopping on time (SPEC section 5): SIGTERM and ``--max-runtime`` take effect within a
+second while a rule sleeps between batches, not after its whole ``sleep`` (a Kubernetes
+pod has 30 s of grace by default; ``sleep: 20`` used to delay SIGTERM by 19 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import write_policy
+from conftest import HASH_KEY, ROOT
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, Table, insert, select
+from sqlalchemy.exc import DBAPIError
+
+from retention import api
+from retention.audit.records import audit_tables
+from retention.audit.writer import ensure_audit_tables
+from retention.executor import Control
+from retention.settings import Settings
+
+META = MetaData()
+TICKETS = Table(
+    "tickets", META,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("closed_at", DateTime, nullable=False),
+)  # fmt: skip
+RECORDS = audit_tables("retention_audit")[1]
+POLICY = """\
+version: 1
+defaults:
+  batch_size: 5
+  guard: {max_rows: 1000000, max_fraction: 1.0}
+rules:
+  - name: tickets-after-1-year
+    table: tickets
+    clock: closed_at
+    after: P1Y
+    action: delete
+    sleep: 20
+"""
+#: how late a stop may take effect here: a second, plus room for a loaded test machine
+LATE = 3.0
+
+
+def build(engine: Engine, settings: Settings) -> None:
+    """Twenty expired tickets: four batches of five, 20 s of sleep between them."""
+    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=800)
+    META.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(TICKETS), [{"id": i, "closed_at": old} for i in range(1, 21)])
+    ensure_audit_tables(engine, "retention_audit")  # DDL is slow on MariaDB; not timed
+    write_policy(settings.policy_file, POLICY)
+
+
+def batches(engine: Engine) -> int:
+    try:
+        with engine.connect() as conn:
+            events = conn.scalars(select(RECORDS.c.event))
+            return sum(1 for event in events if event == "batch")
+    except DBAPIError:
+        return 0
+
+
+def wait_for(condition: Callable[[], Any], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s"
+        time.sleep(0.05)
+
+
+# --- the pause itself -------------------------------------------------------------------
+
+
+def test_a_pause_ends_within_a_tick_of_a_stop_request() -> None:
+    stop = threading.Event()
+    control = Control(stop_requested=stop.is_set)
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    control.pause(20)
+    assert time.monotonic() - started < 0.3 + 5 * Control.TICK
+
+
+def test_a_pause_ends_at_the_deadline() -> None:
+    control = Control(deadline=time.monotonic() + 0.3)
+    started = time.monotonic()
+    control.pause(20)
+    assert time.monotonic() - started < 0.3 + 5 * Control.TICK
+
+
+def test_a_pause_with_nothing_to_stop_it_lasts_its_time() -> None:
+    control = Control()
+    started = time.monotonic()
+    control.pause(0.35)
+    assert 0.35 <= time.monotonic() - started < 0.35 + 5 * Control.TICK
+
+
+# --- a real run -------------------------------------------------------------------------
+
+
+def test_max_runtime_ends_a_rule_s_sleep(settings: Settings, engine: Engine) -> None:
+    """--max-runtime 1 with sleep: 20: the run ends about a second in, 'partial'."""
+    build(engine, settings)
+    started = time.monotonic()
+    result = api.run(settings, max_runtime=1.0)
+    assert time.monotonic() - started < 1.0 + LATE
+    [rule] = result.rules
+    assert (rule.status, rule.stopped_by, rule.batches) == ("partial", "max_runtime", 1)
+    assert result.exit_code == 0
+
+
+def test_sigterm_during_a_rule_s_sleep_ends_the_run_within_a_second(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """The first batch commits, the rule sleeps 20 s, SIGTERM: exit 75 at once, the
+    interruption recorded, the rows of one whole batch removed."""
+    build(engine, settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
+    env.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json")
+    command = [str(ROOT / ".venv" / "bin" / "retention"), "run",
+               "--database", settings.database_url.get_secret_value(),
+               "--policy", str(settings.policy_file), "--output", "json"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: batches(engine) >= 1, seconds=30)
+        time.sleep(0.3)  # well into the 20 s sleep
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 75, err
+    assert took < LATE, f"SIGTERM took {took:.1f} s"
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    assert [(r["status"], r["deleted"]) for r in report["rules"]] == [("interrupted", 5)]
+    with engine.connect() as conn:
+        last = conn.execute(select(RECORDS.c.event).order_by(RECORDS.c.seq.desc())).first()
+    assert last is not None and last.event == "run_interrupted"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_max_runtime_never_starts_a_run(
+    settings: Settings, engine: Engine, value: str
+) -> None:
+    build(engine, settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
+    env.update(RETENTION_HASH_KEY=HASH_KEY)
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "retention"), "run", "--max-runtime", value,
+         "--database", settings.database_url.get_secret_value(),
+         "--policy", str(settings.policy_file)],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert batches(engine) == 0
