@@ -9,16 +9,30 @@ an inline ``REFERENCES ... ON DELETE CASCADE``; ``PRAGMA index_list`` and
 SQLite columns keep any value: a DATETIME column can hold Unix numbers or ISO text with a
 ``T`` and an offset, which compare as text against the cutoff (a number sorts before every
 text, so it is always "due"). Only ISO 8601 text in UTC, as SQLAlchemy writes it
-(``YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]``), compares in time order.
+(``YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]``), compares in time order. Date/time columns are
+read with the text they hold, so a key goes back exactly as stored (``types.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, ForeignKeyConstraint, Table, UniqueConstraint
-from sqlalchemy.types import Date, DateTime
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.types import Date, DateTime, TypeEngine
+
+from retention.backends.types import StoredDATE, StoredDATETIME
+
+# Date/time columns read with their stored text, so keys are bound back exactly.
+_EXACT: dict[type, type[TypeEngine[Any]]] = {
+    sqltypes.DATETIME: StoredDATETIME,
+    sqlite.DATETIME: StoredDATETIME,
+    sqltypes.DATE: StoredDATE,
+    sqlite.DATE: StoredDATE,
+}
 
 #: at most this many odd values are counted per column: enough to refuse, and the scan
 #: stops there on a table full of them
@@ -56,6 +70,10 @@ def supplement(conn: Connection, tables: Iterable[Table]) -> None:
     for table in tables:
         _unique_indexes(conn, table)
         _on_delete(conn, table)
+        for col in table.columns:
+            exact = _EXACT.get(type(col.type))
+            if exact is not None:
+                col.type = exact()
 
 
 def _pragma(conn: Connection, name: str, table: Table, arg: str | None = None) -> list[tuple]:  # type: ignore[type-arg]

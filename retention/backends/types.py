@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, String, TypeDecorator
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, sqlite
 
 
 class JsonList(TypeDecorator[list[Any]]):
@@ -23,3 +24,61 @@ def timestamp() -> DateTime:
     """A timestamp with microseconds on every database: MySQL drops them unless the
     column keeps them."""
     return DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class _StoredDateTime(datetime):
+    """A datetime read from SQLite, with the text it was stored as."""
+
+    stored: str
+
+
+class _StoredDate(date):
+    """A date read from SQLite, with the text it was stored as."""
+
+    stored: str
+
+
+class _KeepsStoredText:
+    """Reads a SQLite date/time value together with its stored text and binds that text
+    back as it was: a key written by SQLite itself ('2024-01-01 08:00:00', from
+    CURRENT_TIMESTAMP) would otherwise come back as '2024-01-01 08:00:00.000000' and
+    match nothing."""
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        inner = super().bind_processor(dialect)  # type: ignore[misc]
+
+        def process(value: Any) -> Any:
+            stored = getattr(value, "stored", None)
+            if stored is not None:
+                return stored
+            return inner(value) if inner is not None else value
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        inner = super().result_processor(dialect, coltype)  # type: ignore[misc]
+
+        def process(value: Any) -> Any:
+            out = inner(value) if inner is not None else value
+            if not isinstance(value, str) or out is None:
+                return out
+            kept: Any
+            if isinstance(out, datetime):
+                kept = _StoredDateTime(
+                    out.year, out.month, out.day, out.hour, out.minute, out.second,
+                    out.microsecond, out.tzinfo,
+                )  # fmt: skip
+            else:
+                kept = _StoredDate(out.year, out.month, out.day)
+            kept.stored = value
+            return kept
+
+        return process
+
+
+class StoredDATETIME(_KeepsStoredText, sqlite.DATETIME):
+    """SQLite's DATETIME, bound back exactly as stored."""
+
+
+class StoredDATE(_KeepsStoredText, sqlite.DATE):
+    """SQLite's DATE, bound back exactly as stored."""

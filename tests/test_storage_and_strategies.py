@@ -1,0 +1,321 @@
+"""Never the wrong row (issue 9, items 4 to 6): what SQLite really stores and what its
+reflection misses, and the strategies whose SQL differs per database (``hash`` and
+``truncate_ip``), on SQLite, PostgreSQL and MariaDB (SPEC section 2).
+
+Each test checks the values left row by row, not only the counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from builders import Invocation, invoke
+from conftest import HASH_KEY
+from pydantic import SecretStr
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+
+from retention import api
+from retention.settings import Settings
+
+TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
+OLD = datetime(2024, 1, 1, 8, 0, 0)  # naive UTC, past every cutoff below
+RECENT = datetime(2024, 6, 14, 8, 0, 0)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Engine]:
+    eng = create_engine(settings.database_url.get_secret_value())
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sqlite_only(db_url: str) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("only SQLite keeps values of another type than its column's")
+
+
+def policy(settings: Settings, rules: str) -> None:
+    head = "version: 1\ndefaults: {guard: {max_fraction: 1}}\nrules:\n"
+    body = textwrap.indent(textwrap.dedent(rules), "  ")
+    settings.policy_file.write_text(head + body, encoding="utf-8")
+
+
+def cli(settings: Settings, *args: str) -> Invocation:
+    url = settings.database_url.get_secret_value()
+    env = {"RETENTION_HASH_KEY": HASH_KEY}
+    return invoke([*args, "--database", url, "--policy", str(settings.policy_file)], env)
+
+
+def ddl(engine: Engine, *statements: str) -> None:
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(sql))]
+
+
+# --- SQLite: what a date/time column really holds -----------------------------------
+
+EVENTS_RULE = """\
+- name: events
+  table: events
+  clock: seen_at
+  after: P30D
+  action: delete
+"""
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [1718400000, 1718400000.5, "2024-06-14T23:00:00-05:00", "2024-06-14 23:00:00+00:00"],
+    ids=["unix-integer", "unix-real", "t-and-offset", "offset"],
+)
+def test_a_sqlite_clock_holding_values_that_compare_as_text_is_refused_before_any_write(
+    settings: Settings, db: Engine, sqlite_only: None, odd: Any
+) -> None:
+    """SPEC 2: the rule does not run (78 at validation with the database, so `validate`
+    says it too); the message names the clock and what is stored, never a value."""
+    ddl(db, "CREATE TABLE events (id INTEGER PRIMARY KEY, seen_at DATETIME)")
+    with db.begin() as conn:
+        conn.execute(
+            text("INSERT INTO events VALUES (1, '2024-01-01 08:00:00.000000'), (2, :odd)"),
+            {"odd": odd},
+        )
+    policy(settings, EVENTS_RULE)
+
+    for command in (["validate"], ["run"]):
+        out = cli(settings, *command)
+        assert out.exit_code == 78, out.output
+        assert "clock 'seen_at' holds 1 values stored as" in out.output
+        assert "compare as text" in out.output
+        assert str(odd) not in out.output
+    assert rows(db, "SELECT id FROM events ORDER BY id") == [(1,), (2,)]
+    assert rows(db, "SELECT name FROM sqlite_master WHERE name LIKE 'retention%'") == []
+
+
+def test_a_sqlite_clock_of_iso_utc_text_in_every_form_sqlite_and_sqlalchemy_write_runs(
+    settings: Settings, db: Engine, sqlite_only: None
+) -> None:
+    """Dates, minutes, seconds (CURRENT_TIMESTAMP's form) and microseconds all compare in
+    time order: nothing is refused, the old rows go and the recent one stays."""
+    ddl(db, "CREATE TABLE events (id INTEGER PRIMARY KEY, seen_at DATETIME)")
+    ddl(
+        db,
+        "INSERT INTO events VALUES (1, '2024-01-01'), (2, '2024-01-01 08:00'), "
+        "(3, '2024-01-01 08:00:00'), (4, '2024-01-01 08:00:00.123456'), "
+        "(5, '2024-06-14 08:00:00'), (6, NULL)",
+    )
+    policy(settings, EVENTS_RULE)
+
+    assert api.run(settings, now=NOW).rules[0].rows == 4
+    assert rows(db, "SELECT id FROM events ORDER BY id") == [(5,), (6,)]
+
+
+def test_a_datetime_key_written_by_sqlite_itself_is_bound_back_as_stored(
+    settings: Settings, db: Engine, sqlite_only: None
+) -> None:
+    """A key column filled by CURRENT_TIMESTAMP holds '2024-01-01 08:00:00'; bound back
+    as '... .000000' it would match nothing and fail the batch."""
+    ddl(
+        db,
+        "CREATE TABLE visits (seen_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+        "who INTEGER NOT NULL, PRIMARY KEY (seen_at, who))",
+        "INSERT INTO visits VALUES ('2024-01-01 08:00:00', 1), ('2024-01-01 08:00:00', 2), "
+        "('2024-01-02 09:30:00', 1)",
+        "INSERT INTO visits (who) VALUES (3)",  # today's, by SQLite's own clock
+    )
+    policy(settings, EVENTS_RULE.replace("events", "visits"))
+
+    result = api.run(settings, now=datetime.now(UTC)).rules[0]
+    assert (result.status.value, result.rows) == ("done", 3), result.error
+    assert [who for (who,) in rows(db, "SELECT who FROM visits")] == [3]
+
+
+def test_an_inline_unique_after_a_parameterised_type_refuses_a_fixed_value(
+    settings: Settings, db: Engine, sqlite_only: None
+) -> None:
+    """SQLAlchemy's SQLite reflection does not see ``VARCHAR(64) NOT NULL UNIQUE``;
+    ``PRAGMA index_list`` does, so a fixed value (a collision) is refused."""
+    ddl(
+        db,
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(64) NOT NULL UNIQUE, "
+        "created_at DATETIME, anonymised_at DATETIME)",
+        "INSERT INTO accounts VALUES (1, 'ann', '2024-01-01 08:00:00', NULL), "
+        "(2, 'bob', '2024-01-01 08:00:00', NULL)",
+    )
+    policy(
+        settings,
+        """\
+        - name: accounts
+          table: accounts
+          clock: created_at
+          after: P30D
+          action: anonymise
+          set: {login: {value: gone}}
+        """,
+    )
+
+    out = cli(settings, "validate")
+    assert out.exit_code == 78, out.output
+    assert "value on 'login', which is UNIQUE, would collide" in out.output
+    assert cli(settings, "run").exit_code == 78
+    assert rows(db, "SELECT login FROM accounts ORDER BY id") == [("ann",), ("bob",)]
+
+
+def test_an_inline_on_delete_cascade_foreign_key_is_accepted_and_followed(
+    settings: Settings, db: Engine, sqlite_only: None
+) -> None:
+    """``user_id INTEGER REFERENCES users(id) ON DELETE CASCADE`` is read from
+    ``PRAGMA foreign_key_list``: the rule needs no cascade of its own, and the
+    database removes the sessions of the users removed, only theirs."""
+    ddl(
+        db,
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, created_at DATETIME)",
+        "CREATE TABLE sessions (id INTEGER PRIMARY KEY, "
+        "user_id INTEGER REFERENCES users(id) ON DELETE CASCADE)",
+        "INSERT INTO users VALUES (1, '2024-01-01 08:00:00'), (2, '2024-06-14 08:00:00')",
+        "INSERT INTO sessions VALUES (10, 1), (11, 1), (20, 2)",
+    )
+    policy(settings, EVENTS_RULE.replace("events", "users").replace("seen_at", "created_at"))
+
+    assert cli(settings, "validate").exit_code == 0
+    assert api.run(settings, now=NOW).rules[0].rows == 1
+    assert rows(db, "SELECT id FROM users") == [(2,)]
+    assert rows(db, "SELECT id FROM sessions") == [(20,)]
+
+
+# --- hash: the HMAC of the UTF-8 text, whatever the key and the character set --------
+
+
+def latin1_log(meta: MetaData, *, ip_default: bool = False) -> Table:
+    """An access log whose text columns are latin1 on MariaDB (a PHP helpdesk's)."""
+    ip = (
+        Column("ip", String(45), nullable=False, server_default="")
+        if ip_default
+        else Column("ip", String(45), nullable=True)
+    )
+    return Table(
+        "access_log",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        ip,
+        Column("token", String(200), nullable=True),
+        Column("logged_at", TS, nullable=True),
+        mysql_charset="latin1",
+    )
+
+
+@pytest.mark.parametrize(
+    "hash_key",
+    [
+        "9f" * 64,  # what `openssl rand -hex 64` prints: 128 bytes, past a SHA-256 block
+        "k" * 64,  # exactly one block
+        "clé-secrète-ünïcode",
+    ],
+    ids=["hex-64-bytes", "one-block", "non-ascii"],
+)
+def test_hash_gives_the_same_pseudonym_on_every_database_whatever_the_key_and_charset(
+    settings: Settings, db: Engine, hash_key: str
+) -> None:
+    """SPEC 2: the HMAC-SHA-256 of the value's UTF-8 bytes under the key's UTF-8 bytes;
+    the expectation is computed here, so all three databases give the same text."""
+    keyed = settings.model_copy(update={"hash_key": SecretStr(hash_key)})
+    meta = MetaData()
+    log = latin1_log(meta)
+    meta.create_all(db)
+    values = {1: "Zoë Müller", 2: "plain-ascii", 3: None, 4: ""}
+    with db.begin() as conn:
+        conn.execute(
+            insert(log), [{"id": i, "token": v, "logged_at": OLD} for i, v in values.items()]
+        )
+    policy(
+        keyed,
+        """\
+        - name: access-log
+          table: access_log
+          clock: logged_at
+          after: P30D
+          action: anonymise
+          set: {token: {hash: {prefix: "anon-"}}}
+        """,
+    )
+
+    assert api.run(keyed, now=NOW).rules[0].rows == 3  # NULL is already a finished result
+    key = hash_key.encode()
+    expected = {
+        i: None if v is None else "anon-" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+        for i, v in values.items()
+    }
+    with db.connect() as conn:
+        assert dict(conn.execute(select(log.c.id, log.c.token)).all()) == expected
+    assert api.run(keyed, now=NOW).rules[0].rows == 0
+
+
+# --- truncate_ip: addresses only; everything else stays as it is --------------------
+
+
+def test_truncate_ip_on_a_not_null_default_empty_column_needs_no_mark_and_keeps_the_rest(
+    settings: Settings, db: Engine
+) -> None:
+    """SPEC 2: '' and other values that are not addresses stay as they are (no NULL on a
+    NOT NULL DEFAULT '' column, no IntegrityError 1048); the result is recognised without
+    ``mark``, so the rows already in their final form are not due and a second run reports
+    0. On MariaDB the column is latin1 (no collation mix, 1270)."""
+    meta = MetaData()
+    log = latin1_log(meta, ip_default=True)
+    meta.create_all(db)
+    before = {
+        1: "",
+        2: "203.0.113.77",
+        3: "2001:db8:abcd:12:1:2:3:4",
+        4: "unknown",
+        5: "1.2.3.4\n",  # not exactly an address: '$' must not match before the newline
+        6: "198.51.100.0",  # already truncated
+        7: "999.1.2.3",
+    }
+    with db.begin() as conn:
+        conn.execute(insert(log), [{"id": i, "ip": v, "logged_at": OLD} for i, v in before.items()])
+        conn.execute(insert(log), [{"id": 8, "logged_at": OLD}])  # the column's default
+    policy(
+        settings,
+        """\
+        - name: access-log
+          table: access_log
+          clock: logged_at
+          after: P30D
+          action: anonymise
+          set: {ip: truncate_ip}
+        """,
+    )
+
+    plan = api.plan(settings, now=NOW).rules[0]
+    assert plan.counts.due == 2
+    assert api.run(settings, now=NOW).rules[0].rows == 2
+    assert api.run(settings, now=NOW).rules[0].rows == 0
+    after = {**before, 2: "203.0.113.0", 3: "2001:db8:abcd::", 8: ""}
+    with db.connect() as conn:
+        assert dict(conn.execute(select(log.c.id, log.c.ip)).all()) == after
