@@ -13,6 +13,7 @@ a zero-byte file, a file nested thousands of levels deep and a 5000-digit number
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -253,9 +254,20 @@ def test_malformed_policy_is_refused_with_one_actionable_line_per_problem(
     assert "Traceback" not in result.output
     assert result.stdout == ""
     assert f"{policy}{case.expect}" in stderr, stderr
+    # Besides the problems, one machine-readable log line says the command failed (SPEC
+    # section 4); every other line is a problem of this file.
     lines = stderr.splitlines()
-    assert lines
-    for line in lines:
+    failed = [line for line in lines if line.startswith("{")]
+    assert len(failed) == 1, stderr
+    logged = json.loads(failed[0])
+    assert (logged["event"], logged["level"], logged["exit_code"]) == (
+        "command failed",
+        "error",
+        EXIT_CONFIG,
+    )
+    problems = [line for line in lines if not line.startswith("{")]
+    assert problems
+    for line in problems:
         assert line.startswith(f"{policy}:"), line
     if backend is None:
         assert not never.exists(), "--offline must not open the database"
