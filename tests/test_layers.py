@@ -18,19 +18,9 @@ DATABASES = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
 NAMES = frozenset({"dialect", "backend", "dialect_name", "backend_name"})
 EQUALITY = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
 
-# Comparisons known to remain, as (module, source line), each in a module another change
-# is rewriting; the comment names the backend member that replaces it. Remove an entry
-# when its comparison is gone.
-KNOWN: frozenset[tuple[str, str]] = frozenset(
-    {
-        # -> backend_for(conn).follow_explicit_keys(conn, name, "id", top)
-        ("demo.py", 'if conn.dialect.name == "postgresql":'),
-        # -> backend_for(engine).is_server
-        ("demo.py", 'return engine.dialect.name == "sqlite"'),
-        # -> not backend_for(conn).enforces_column_types
-        ("audit/verify.py", 'as_text = conn.dialect.name == "sqlite"'),
-    }
-)
+# Comparisons excused from the rule, as (module, source line). None is: every difference
+# between databases is a member of the backend.
+KNOWN: frozenset[tuple[str, str]] = frozenset()
 
 
 def _names_a_database(node: ast.expr) -> bool:

@@ -25,6 +25,7 @@ from retention.audit.records import (
     record_hash,
     to_json_text,
 )
+from retention.backends import backend_for
 from retention.errors import AuditTampered
 
 _TEXT_FIELDS = ("run_id", "event", "policy_sha256", "version", "prev_hash", "hash")
@@ -222,7 +223,7 @@ def verify_table(
         raise AuditTampered(None, f"the head table {head.name} is missing or empty")
     # SQLite keeps any text in a timestamp column: read it as text, so a bad one is named
     # by its record instead of failing the read.
-    as_text = conn.dialect.name == "sqlite"
+    as_text = not backend_for(conn).enforces_column_types
     cols = [
         type_coerce(records.c[name], String).label(name)
         if as_text and name in TIME_FIELDS
