@@ -75,6 +75,8 @@ class Counts:
     kept_unless: int
     kept_holds: int
     dependents: dict[str, int]
+    #: rows past the cutoff, not kept, whose key is NULL: never selected (SPEC 2)
+    unaddressable: int = 0
 
 
 @dataclass
@@ -113,7 +115,8 @@ def count_rule(conn: Connection, plan: RulePlan, *, dependents: bool = True) -> 
     found: dict[str, int] = {}
     row = conn.execute(plan.statement(StepKind.COUNT_SELECTION)).one()
     kept_unless, kept_holds = int(row.kept_unless), int(row.kept_holds)
-    due = int(row.matched) - kept_unless - kept_holds
+    unaddressable = int(row._mapping.get("unaddressable", 0))
+    due = int(row.matched) - kept_unless - kept_holds - unaddressable
     if dependents:
         for step in plan.steps:
             if step.kind is StepKind.COUNT_DEPENDENTS:
@@ -124,7 +127,12 @@ def count_rule(conn: Connection, plan: RulePlan, *, dependents: bool = True) -> 
     if dependents or due:
         total = int(conn.execute(plan.statement(StepKind.COUNT_TOTAL)).scalar_one())
     return Counts(
-        total=total, due=due, kept_unless=kept_unless, kept_holds=kept_holds, dependents=found
+        total=total,
+        due=due,
+        kept_unless=kept_unless,
+        kept_holds=kept_holds,
+        dependents=found,
+        unaddressable=unaddressable,
     )
 
 

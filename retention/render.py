@@ -33,6 +33,7 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
             "due": c.due,
             "kept_by_unless": c.kept_unless,
             "kept_by_holds": c.kept_holds,
+            "unaddressable": c.unaddressable,
             "dependents": c.dependents,
             "guard": planned.guard,
             "guard_would_trip": planned.guard != "ok",
@@ -66,6 +67,8 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         lines.append(f"  would {verb:<9} {c.due} of {c.total} rows")
         lines.append(f"  kept by unless {c.kept_unless}")
         lines.append(f"  kept by holds  {c.kept_holds}")
+        if c.unaddressable:
+            lines.append(f"  unaddressable  {c.unaddressable} (their key is NULL: never selected)")
         for table, n in c.dependents.items():
             lines.append(f"  dependents     {n} in {table}")
         guard = "ok" if planned.guard == "ok" else f"WOULD TRIP ({planned.guard})"

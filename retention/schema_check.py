@@ -9,11 +9,11 @@ ON DELETE CASCADE / SET NULL. Every problem is one ``file:line:col`` line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, UniqueConstraint
 
 from retention.catalog import (
     Catalog,
@@ -100,7 +100,9 @@ class _Checker:
         if rule.key:
             for j, name in enumerate(rule.key):
                 key_col = self.col(table, name, (*at, "key", j))
-                if key_col is not None and key_col.nullable:
+                # A unique key may allow NULL: those rows are never selected, and `plan`
+                # counts them as unaddressable (SPEC 2).
+                if key_col is not None and key_col.nullable and not _unique_key(table, rule.key):
                     self.add(
                         (*at, "key", j),
                         f"key column '{name}' is nullable: a NULL key cannot name its row; "
@@ -297,6 +299,19 @@ class _Checker:
 
     def holds(self, holds: Holds, table: Table) -> None:
         self.col(table, holds.subject_column, ("holds", "subject_column"))
+
+
+def _unique_key(table: Table, names: Sequence[str]) -> bool:
+    """Whether the columns ``names`` together are a primary key, unique constraint or
+    unique index of ``table``."""
+    wanted = set(names)
+    if {c.name for c in table.primary_key.columns} == wanted:
+        return True
+    if len(names) == 1 and names[0] in table.c and is_unique(table, table.c[names[0]]):
+        return True
+    groups = [c.columns for c in table.constraints if isinstance(c, UniqueConstraint)]
+    groups += [ix.columns for ix in table.indexes if ix.unique]
+    return any({c.name for c in cols} == wanted for cols in groups)
 
 
 def strategy_misfit(strategy: Strategy, table: Table, col: Any, dialect: str = "") -> str | None:

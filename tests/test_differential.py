@@ -54,11 +54,6 @@ from retention.settings import Settings
 # regression test passes (its strict xfail turns red), so the generator covers that
 # ground again.
 KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {
-    "a nullable unique key is refused, not walked with its NULL rows left alone": (
-        "test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others",
-        None,
-        Exclusions(features=frozenset({"key:nullable_unique"})),
-    ),
 }
 # SPEC section 2 features the product does not have today, so the generator does not use
 # them: `unit` beside older_than/newer_than on an integer Unix-time column; a cascade's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -206,6 +207,32 @@ def test_an_inline_on_delete_cascade_foreign_key_is_accepted_and_followed(
     assert api.run(settings, now=NOW).rules[0].rows == 1
     assert rows(db, "SELECT id FROM users") == [(2,)]
     assert rows(db, "SELECT id FROM sessions") == [(20,)]
+
+
+def test_null_keys_of_a_sqlite_primary_key_without_not_null_are_reported_not_selected(
+    settings: Settings, db: Engine, sqlite_only: None
+) -> None:
+    """SQLite lets a PRIMARY KEY that is not the rowid hold NULL: those rows are never
+    selected (a NULL key names no row), and `plan` counts them as unaddressable."""
+    ddl(
+        db,
+        "CREATE TABLE sessions (code VARCHAR(20) PRIMARY KEY, seen_at DATETIME)",
+        "INSERT INTO sessions VALUES ('a', '2024-01-01 08:00:00'), "
+        "(NULL, '2024-01-01 08:00:00'), (NULL, '2024-01-02 08:00:00'), "
+        "('b', '2100-01-01 08:00:00'), (NULL, '2100-01-01 08:00:00')",
+    )
+    policy(settings, EVENTS_RULE.replace("events", "sessions"))
+
+    counts = api.plan(settings, now=NOW).rules[0].counts
+    assert (counts.due, counts.unaddressable) == (1, 2)
+    out = cli(settings, "plan", "--output", "json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["rules"][0]["unaddressable"] == 2
+    assert "unaddressable  2" in cli(settings, "plan").stdout
+    result = api.run(settings, now=NOW).rules[0]
+    assert (result.status.value, result.rows) == ("done", 1), result.error
+    left = rows(db, "SELECT code FROM sessions ORDER BY code IS NULL, code")
+    assert left == [("b",), (None,), (None,), (None,)]
 
 
 # --- hash: the HMAC of the UTF-8 text, whatever the key and the character set --------

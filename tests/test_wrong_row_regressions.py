@@ -364,7 +364,6 @@ def test_a_nullable_unique_key_leaves_its_null_rows_and_removes_the_others(
 ) -> None:
     """SPEC 2: ``key`` may name a unique column that allows NULL; NULL-keyed rows are
     never selected, the other due rows go."""
-    defect(request, "a nullable unique key column is refused instead of walked")
     meta = MetaData()
     sessions = Table(
         "sessions",

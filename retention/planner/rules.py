@@ -69,6 +69,32 @@ def after_key(cols: Sequence[Any]) -> ColumnElement[bool]:
     return and_(cols[0] >= lasts[0], or_(*ors))
 
 
+def _null_key(key_cols: Sequence[Any]) -> ColumnElement[bool] | None:
+    """True where a key column that allows NULL holds NULL; None when none allows it."""
+    nullable = [c.is_(None) for c in key_cols if c.nullable]
+    return or_(*nullable) if nullable else None
+
+
+def _count_selection(
+    base: ColumnElement[bool],
+    kept_by_unless: ColumnElement[bool],
+    kept_by_hold: ColumnElement[bool],
+    null_key: ColumnElement[bool] | None,
+) -> Select[Any]:
+    """One scan of the rows past the cutoff: matched, kept by `unless`, kept by a hold,
+    and (where the key allows NULL) unaddressable; due is the rest."""
+    count = select(
+        func.count().label("matched"),
+        func.coalesce(func.sum(case((kept_by_unless, 1), else_=0)), 0).label("kept_unless"),
+        func.coalesce(func.sum(case((kept_by_hold, 1), else_=0)), 0).label("kept_holds"),
+    ).where(base)
+    if null_key is None:
+        return count
+    not_kept = not_(or_(kept_by_unless, kept_by_hold))
+    unaddressable = case((and_(not_kept, null_key), 1), else_=0)
+    return count.add_columns(func.coalesce(func.sum(unaddressable), 0).label("unaddressable"))
+
+
 @dataclass(frozen=True)
 class _Cascade:
     """A cascade's statements, before they are laid out as steps."""
@@ -122,6 +148,12 @@ class RulePlanner:
             due = and_(due, not_(unless))
         if held is not None:
             due = and_(due, not_(held))
+        # A key column that allows NULL (a unique column named as key; on SQLite, a
+        # PRIMARY KEY that is not the rowid) cannot name a row whose key is NULL: such rows
+        # are never selected, and counted apart (SPEC 2, `unaddressable`).
+        null_key = _null_key(key_cols)
+        if null_key is not None:
+            due = and_(due, not_(null_key))
 
         cascades = tuple(self.cascade(c, table, select(table).where(due)) for c in rule.cascade)
         fetch = list(key)
@@ -138,11 +170,7 @@ class RulePlanner:
         # kept by a hold, due (the rest).
         kept_by_unless = unless if unless is not None else false()
         kept_by_hold = and_(not_(kept_by_unless), held) if held is not None else false()
-        count_selection = select(
-            func.count().label("matched"),
-            func.coalesce(func.sum(case((kept_by_unless, 1), else_=0)), 0).label("kept_unless"),
-            func.coalesce(func.sum(case((kept_by_hold, 1), else_=0)), 0).label("kept_holds"),
-        ).where(base)
+        count_selection = _count_selection(base, kept_by_unless, kept_by_hold, null_key)
         name = table.fullname
         steps = [
             Step(
