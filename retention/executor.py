@@ -10,7 +10,6 @@ batch with its record, or neither.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from retention.audit.records import key_digest
 from retention.audit.writer import AuditWriter
 from retention.backends import Backend, backend_for, describe_error
+from retention.control import Control, Watchdog
 from retention.errors import LockNotAcquired, RuleFailed
 from retention.logs import get_logger
 from retention.outcomes import Event, Status
@@ -37,35 +37,6 @@ from retention.plan import (
 )
 
 log = get_logger("retention.executor")
-
-
-@dataclass
-class Control:
-    """How far a run may go, and the flag a signal handler sets to stop it."""
-
-    max_batches: int | None = None
-    deadline: float | None = None  # time.monotonic() value
-    stop_requested: Callable[[], bool] = lambda: False
-    on_batch: Callable[[str, int, int], None] | None = None
-    sleep: Callable[[float], None] = time.sleep
-    monotonic: Callable[[], float] = time.monotonic
-    max_retries: int = 5
-
-    #: how long a pause sleeps before it looks again at the signal flag and the deadline
-    TICK = 0.1
-
-    def time_is_up(self) -> bool:
-        return self.deadline is not None and self.monotonic() >= self.deadline
-
-    def pause(self, seconds: float) -> None:
-        """Sleep ``seconds``, in short ticks: a signal or the deadline ends the pause
-        within a tick, not after a rule's whole ``sleep`` (Kubernetes' grace period)."""
-        end = self.monotonic() + seconds
-        while not self.stop_requested() and not self.time_is_up():
-            left = end - self.monotonic()
-            if left <= 0:
-                return
-            self.sleep(min(left, self.TICK))
 
 
 @dataclass
@@ -157,6 +128,7 @@ class Executor:
     control: Control
     override_guard: bool = False
     backend: Backend = field(init=False)
+    watchdog: Watchdog = field(init=False)
 
     def __post_init__(self) -> None:
         self.backend = backend_for(self.engine)
@@ -174,7 +146,10 @@ class Executor:
         result = RuleResult.of(plan, Status.DONE)
         try:
             with lock or nullcontext(), self.engine.connect() as raw:
-                self._run(self.backend.for_writing(raw), plan, result, started)
+                cancel = functools.partial(self.backend.interrupt, self.engine, raw)
+                self.watchdog = Watchdog(self.control.stopping, cancel)
+                with self.watchdog.watching(self.control.TICK):
+                    self._run(self.backend.for_writing(raw), plan, result, started)
         except LockNotAcquired:
             return self.skipped(plan, "lock held by another run")
         except Exception as exc:  # the one boundary of a rule (see the docstring)
@@ -283,19 +258,22 @@ class Executor:
                 top = conn.execute(key_top.statement).scalar()
         window = 2 * plan.batch_size
         while True:
-            if self.control.stop_requested():
-                result.status, result.stopped_by = Status.INTERRUPTED, "signal"
+            if self._stopped(result):
                 return
             if self.control.max_batches is not None and result.batches >= self.control.max_batches:
                 result.status, result.stopped_by = Status.PARTIAL, "max_batches"
                 return
-            if self.control.time_is_up():
-                result.status, result.stopped_by = Status.PARTIAL, "max_runtime"
-                return
             upto: int | None = None
             if top is not None and last is not None and last[0] + window < top:
                 upto = last[0] + window
-            done = self._retrying(functools.partial(self._one_batch, conn, plan, last, upto))
+            try:
+                with self.watchdog.batch():
+                    batch = functools.partial(self._one_batch, conn, plan, last, upto)
+                    done = self._retrying(batch)
+            except DBAPIError:
+                if self._stopped(result):
+                    return  # cancelled in a lock wait (control.py): rolled back whole
+                raise
             if done is None:
                 if upto is None:
                     return
@@ -320,13 +298,24 @@ class Executor:
             if plan.sleep:
                 self.control.pause(plan.sleep)
 
+    def _stopped(self, result: RuleResult) -> bool:
+        """Whether a signal or the deadline ends the rule here; if so, says which."""
+        if self.control.stop_requested():
+            result.status, result.stopped_by = Status.INTERRUPTED, "signal"
+        elif self.control.time_is_up():
+            result.status, result.stopped_by = Status.PARTIAL, "max_runtime"
+        else:
+            return False
+        return True
+
     def _retrying(self, attempt: Callable[[], Any]) -> Any:
         delay = 0.05
         for tries in range(self.control.max_retries + 1):
             try:
                 return attempt()
             except DBAPIError as exc:
-                if not self.backend.is_retryable(exc) or tries == self.control.max_retries:
+                last_try = tries == self.control.max_retries or self.control.stopping()
+                if last_try or not self.backend.is_retryable(exc):
                     raise
                 log.warning("batch retried", error=describe_error(exc), attempt=tries + 1)
                 self.control.pause(delay)

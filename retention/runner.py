@@ -14,8 +14,9 @@ from sqlalchemy.exc import DBAPIError
 
 from retention.audit.records import key_fingerprint
 from retention.audit.writer import AuditWriter
+from retention.control import Control
 from retention.errors import LockNotAcquired
-from retention.executor import Control, Executor, RuleResult
+from retention.executor import Executor, RuleResult
 from retention.locks import rule_lock
 from retention.logs import get_logger
 from retention.outcomes import Event, ExitCode, Status

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from sqlalchemy.exc import DBAPIError
 from retention import api
 from retention.audit.records import audit_tables
 from retention.audit.writer import ensure_audit_tables
-from retention.executor import Control
+from retention.backends import backend_for
+from retention.control import Control
 from retention.settings import Settings
 
 META = MetaData()
@@ -167,3 +168,44 @@ def test_a_non_finite_max_runtime_never_starts_a_run(
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert batches(engine) == 0
+
+
+# --- a lock wait ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def locked_tickets(settings: Settings, engine: Engine) -> Iterator[Settings]:
+    """Another transaction holds every ticket's row lock; lock waits are allowed 30 s."""
+    if not backend_for(engine).locks_rows:
+        pytest.skip("SQLite locks the whole file; its waits are bounded by busy_timeout")
+    build(engine, settings)
+    holder = engine.connect()
+    holder.begin()
+    holder.execute(select(TICKETS.c.id).with_for_update()).all()
+    try:
+        yield settings.model_copy(update={"lock_timeout_ms": 30_000})
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_max_runtime_ends_a_lock_wait(locked_tickets: Settings, engine: Engine) -> None:
+    """The batch waiting on a locked row is cancelled at the deadline, rolled back whole."""
+    started = time.monotonic()
+    result = api.run(locked_tickets, max_runtime=1.0)
+    assert time.monotonic() - started < 1.0 + LATE
+    [rule] = result.rules
+    assert (rule.status, rule.stopped_by, rule.rows) == ("partial", "max_runtime", 0)
+    assert batches(engine) == 0
+
+
+def test_a_stop_request_ends_a_lock_wait(locked_tickets: Settings, engine: Engine) -> None:
+    """What SIGTERM sets, set while the batch waits: the run ends interrupted at once."""
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    result = api.run(locked_tickets, stop_requested=stop.is_set)
+    assert time.monotonic() - started < 1.0 + LATE
+    [rule] = result.rules
+    assert (rule.status, rule.stopped_by, rule.rows) == ("interrupted", "signal", 0)
+    assert result.interrupted and result.exit_code == 75

@@ -58,6 +58,11 @@ class Backend(Protocol):
         or None; asked before a run's first write (exit 75)."""
         ...
 
+    def interrupt(self, engine: Engine, conn: Connection) -> None:
+        """Cancel the statement ``conn`` is running (a lock wait), from another thread;
+        nothing when it runs none."""
+        ...
+
     # --- sessions and transactions ----------------------------------------------------
     def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
         """Keyword arguments for ``create_engine`` (pool, connect args)."""

@@ -45,6 +45,9 @@ class DefaultBackend:
     def refuses_writes(self, conn: Connection) -> str | None:
         return None
 
+    def interrupt(self, engine: Engine, conn: Connection) -> None:
+        return None
+
     def for_writing(self, conn: Connection) -> Connection:
         return conn
 

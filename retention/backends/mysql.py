@@ -69,6 +69,13 @@ class MySQLBackend(DefaultBackend):
             return f"the server is read-only ({name}: a replica?); run against the primary"
         return None
 
+    def interrupt(self, engine: Engine, conn: Connection) -> None:
+        # KILL QUERY ends the statement, not the session (error 1317 on it); an idle
+        # session is not affected.
+        thread = int(conn.connection.dbapi_connection.thread_id())  # type: ignore[union-attr]
+        with engine.connect() as other:
+            other.exec_driver_sql(f"KILL QUERY {thread}")
+
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1 and isinstance(cols[0].type, Integer):
             # PyMySQL interpolates parameters client-side, so the server receives the

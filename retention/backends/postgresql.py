@@ -81,6 +81,10 @@ class PostgreSQLBackend(DefaultBackend):
             return "the database is read-only (default_transaction_read_only)"
         return None
 
+    def interrupt(self, engine: Engine, conn: Connection) -> None:
+        # A cancel request on a connection of its own; the server ignores it when idle.
+        conn.connection.dbapi_connection.cancel()  # type: ignore[union-attr]
+
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1:
             # One array parameter instead of one parameter per key.

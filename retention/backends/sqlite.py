@@ -74,6 +74,10 @@ class SQLiteBackend(DefaultBackend):
         quoted = urllib.parse.quote(path)
         return url.set(database=f"file:{quoted}").update_query_dict({"mode": "ro", "uri": "true"})
 
+    def interrupt(self, engine: Engine, conn: Connection) -> None:
+        # Safe from another thread; a no-op when no statement runs.
+        conn.connection.dbapi_connection.interrupt()  # type: ignore[union-attr]
+
     def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
         # One connection per checkout: file locks are per connection, and SQLite
         # connections are cheap.
