@@ -28,8 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-# MariaDB's own integer widths; INTEGER is 32 bits on PostgreSQL and MariaDB, but on
-# SQLite every integer column holds 64 bits.
+from retention.backends import backend_for
+
+# MariaDB's own integer widths; INTEGER is 32 bits on PostgreSQL and MariaDB.
 _BITS = {"TINYINT": 8, "MEDIUMINT": 24}
 
 
@@ -111,7 +112,10 @@ def _integer(value: Any, type_: TypeEngine[Any], dialect: str) -> int:
         raise LiteralMisfit(
             f"{_shown(value)} is not a whole number, which the column holds{_unquote(value)}"
         )
-    bits = 64 if dialect == "sqlite" else _bits(type_)
+    # Where columns keep any value (SQLite), an integer column holds 64 bits whatever its
+    # declared name.
+    enforced = backend_for(dialect).enforces_column_types if dialect else True
+    bits = _bits(type_) if enforced else 64
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     if getattr(type_, "unsigned", False):
         low, high = 0, 2**bits - 1
