@@ -304,6 +304,7 @@ def audit_init(settings: Settings) -> str:
     engine = make_engine(settings)
     try:
         with reachable(engine):
+            require_writable(engine)
             ensure_audit_tables(engine, loaded.policy.audit.table)
     finally:
         engine.dispose()

@@ -270,13 +270,14 @@ def read_only_database(settings: Settings, engine: Engine) -> Iterator[None]:
             yield
 
 
+@pytest.mark.parametrize("command", [["run"], ["audit", "init"]], ids=" ".join)
 def test_a_read_only_server_is_75_with_the_reason_before_any_write(
-    settings: Settings, engine: Engine, request: pytest.FixtureRequest
+    settings: Settings, engine: Engine, request: pytest.FixtureRequest, command: list[str]
 ) -> None:
     on_a_server(settings)
     build(engine, settings)
     request.getfixturevalue("read_only_database")
-    outcome = cli(settings, "run")
+    outcome = cli(settings, *command)
     assert_clean_failure(outcome, 75)
     assert "read-only" in outcome.stderr
     assert count(engine, ORDERS) == 10
