@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Table, UniqueConstraint
 
+from retention.backends.types import is_address
 from retention.catalog import (
     Catalog,
     describe_type,
@@ -342,6 +343,8 @@ def strategy_misfit(strategy: Strategy, table: Table, col: Any, dialect: str = "
                 return f"redact needs 10 characters; '{col.name}' is {kind}"
         return None
     if isinstance(strategy, HashStrategy | MaskStrategy) or strategy == "truncate_ip":
+        if strategy == "truncate_ip" and is_address(col.type):
+            return None
         if not is_text(col.type):
             return f"{name} works on text columns; '{col.name}' is {kind}"
         if isinstance(strategy, HashStrategy):

@@ -346,3 +346,77 @@ def test_truncate_ip_on_a_not_null_default_empty_column_needs_no_mark_and_keeps_
     after = {**before, 2: "203.0.113.0", 3: "2001:db8:abcd::", 8: ""}
     with db.connect() as conn:
         assert dict(conn.execute(select(log.c.id, log.c.ip)).all()) == after
+
+
+ADDRESS_TABLES = {
+    "postgresql": (
+        "CREATE TABLE access_log (id INTEGER PRIMARY KEY, ip INET, net CIDR, logged_at TIMESTAMP)",
+        {
+            1: ("203.0.113.77", "203.0.113.0/25"),
+            2: ("2001:db8:abcd:12::1", "2001:db8:abcd:12::/64"),
+            3: ("10.1.2.3/8", "10.0.0.0/8"),
+        },
+        {
+            1: ("203.0.113.0", "203.0.113.0/24"),
+            2: ("2001:db8:abcd::", "2001:db8:abcd::/48"),
+            3: ("10.1.2.0/8", "10.0.0.0/8"),
+        },
+    ),
+    "mysql": (
+        "CREATE TABLE access_log (id INTEGER PRIMARY KEY, ip INET6, net INET4, "
+        "logged_at DATETIME(6))",
+        {
+            1: ("2001:db8:abcd:12::1", "203.0.113.77"),
+            2: ("2001:db8:1:2:3:4:5:6", "198.51.100.200"),
+            3: (None, None),
+        },
+        {
+            1: ("2001:db8:abcd::", "203.0.113.0"),
+            2: ("2001:db8:1::", "198.51.100.0"),
+            3: (None, None),
+        },
+    ),
+}
+
+
+def test_truncate_ip_accepts_the_address_column_types_of_postgresql_and_mariadb(
+    settings: Settings, db: Engine, db_url: str
+) -> None:
+    """SPEC 2: PostgreSQL ``inet``/``cidr`` and MariaDB ``INET4``/``INET6`` columns take
+    ``truncate_ip`` as text columns do; without ``mark``, a second run reports 0."""
+    backend = db.dialect.name
+    if backend not in ADDRESS_TABLES:
+        pytest.skip("SQLite has no address column types")
+    create_sql, before, after = ADDRESS_TABLES[backend]
+    ddl(db, create_sql)
+    with db.begin() as conn:
+        for i, (ip, net) in before.items():
+            conn.execute(
+                text("INSERT INTO access_log VALUES (:i, :ip, :net, :at)"),
+                {"i": i, "ip": ip, "net": net, "at": OLD},
+            )
+    policy(
+        settings,
+        """\
+        - name: access-log
+          table: access_log
+          clock: logged_at
+          after: P30D
+          action: anonymise
+          set: {ip: truncate_ip, net: truncate_ip}
+        """,
+    )
+
+    assert cli(settings, "validate").exit_code == 0
+    assert api.run(settings, now=NOW).rules[0].rows == 2 + (backend == "postgresql")
+    assert api.run(settings, now=NOW).rules[0].rows == 0
+    cast = "CAST({} AS TEXT)" if backend == "postgresql" else "CAST({} AS CHAR)"
+    sql = f"SELECT id, {cast.format('ip')}, {cast.format('net')} FROM access_log"
+    left = {i: (ip, net) for i, ip, net in rows(db, sql)}
+    if backend == "postgresql":  # CAST(inet AS TEXT) always shows the netmask
+        after = {
+            1: ("203.0.113.0/32", "203.0.113.0/24"),
+            2: ("2001:db8:abcd::/128", "2001:db8:abcd::/48"),
+            3: ("10.1.2.0/8", "10.0.0.0/8"),
+        }
+    assert left == after

@@ -30,6 +30,7 @@ from sqlalchemy import (
     literal,
     text,
 )
+from sqlalchemy.dialects.mysql import base as mysql_base
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.types import Date, DateTime
@@ -38,6 +39,7 @@ from retention.backends import errors, strategies
 from retention.backends.addresses import IPV4, IPV6
 from retention.backends.defaults import APPEND_ONLY, DefaultBackend
 from retention.backends.registry import register
+from retention.backends.types import INET4, INET6
 from retention.errors import LockNotAcquired
 
 # Lock wait timed out (after which only the statement was rolled back; the whole batch
@@ -46,6 +48,9 @@ RETRYABLE = frozenset({1205, 1213})
 # Access denied (to the server, to the database), unknown database.
 CONFIGURATION = frozenset({1044, 1045, 1049})
 _DIALECTS = ("mysql", "mariadb")
+# Reflected as themselves, not as NullType, so truncate_ip can accept them.
+mysql_base.ischema_names.setdefault("inet4", INET4)
+mysql_base.ischema_names.setdefault("inet6", INET6)
 # What a replica (or a server in maintenance) answers with 1: writes would be refused.
 READ_ONLY_QUERY = "SELECT @@global.read_only, @@global.innodb_read_only"
 

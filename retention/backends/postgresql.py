@@ -29,7 +29,7 @@ from sqlalchemy import (
     text,
     type_coerce,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, INET
+from sqlalchemy.dialects.postgresql import ARRAY, CIDR, INET
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import Date, DateTime
 
@@ -202,6 +202,8 @@ def _mask(element: strategies.Mask) -> ColumnElement[Any]:
 @strategies.compiles_as(strategies.TruncateIp, "postgresql")
 def _truncate_ip(element: strategies.TruncateIp) -> ColumnElement[Any]:
     col = element.arg(0)
+    if isinstance(col.type, INET | CIDR):
+        return _truncate_address_column(col)
     inet = cast(col, INET())
 
     def net(bits: int) -> Any:
@@ -212,6 +214,16 @@ def _truncate_ip(element: strategies.TruncateIp) -> ColumnElement[Any]:
         (col.regexp_match(IPV6), net(48)),
         else_=col,
     )
+
+
+def _truncate_address_column(col: Any) -> ColumnElement[Any]:
+    """An inet value keeps its netmask length with the host bits past /24 (/48) zeroed; a
+    cidr network narrower than /24 (/48) becomes that /24 (/48), a wider one stays."""
+    bits = case((func.family(col) == 4, 24), else_=48)
+    if isinstance(col.type, CIDR):
+        return case((func.masklen(col) > bits, func.set_masklen(col, bits)), else_=col)
+    network = cast(func.network(func.set_masklen(col, bits)), INET())
+    return func.set_masklen(network, func.masklen(col), type_=col.type)
 
 
 @strategies.compiles_as(strategies.TruncateDate, "postgresql")

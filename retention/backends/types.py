@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, String, TypeDecorator
 from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.dialects.postgresql import CIDR, INET
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 
 class JsonList(TypeDecorator[list[Any]]):
@@ -82,3 +84,27 @@ class StoredDATETIME(_KeepsStoredText, sqlite.DATETIME):
 
 class StoredDATE(_KeepsStoredText, sqlite.DATE):
     """SQLite's DATE, bound back exactly as stored."""
+
+
+class INET4(UserDefinedType[str]):
+    """MariaDB's INET4 column type (10.10), which SQLAlchemy does not know."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "INET4"
+
+
+class INET6(UserDefinedType[str]):
+    """MariaDB's INET6 column type (10.5), which SQLAlchemy does not know."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "INET6"
+
+
+def is_address(type_: TypeEngine[Any]) -> bool:
+    """Whether a column type holds IP addresses (PostgreSQL inet/cidr, MariaDB
+    INET4/INET6), which ``truncate_ip`` accepts beside text."""
+    return isinstance(type_, INET | CIDR | INET4 | INET6)
