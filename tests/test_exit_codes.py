@@ -434,3 +434,15 @@ def test_the_api_refuses_a_max_runtime_it_cannot_stop_at(settings: Settings, val
     write_policy(settings.policy_file, POLICY)
     with pytest.raises(UsageError, match="--max-runtime"):
         api.run(settings, max_runtime=value)
+
+
+def test_the_demo_without_a_url_names_its_file_in_dot_env_for_the_commands_after_it(
+    tmp_path: Path,
+) -> None:
+    made = builders.invoke(["demo"], {"RETENTION_HASH_KEY": HASH_KEY})
+    assert made.exit_code == 0, made.output
+    assert "RETENTION_DATABASE_URL=sqlite:///retention-demo.db" in (tmp_path / ".env").read_text()
+    shipped = Path(__file__).resolve().parent.parent / "policies.yaml"
+    checked = builders.invoke(["validate", "--policy", str(shipped)])
+    assert checked.exit_code == 0, checked.output
+    assert "retention-demo.db" in checked.stdout
