@@ -24,11 +24,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     inspect,
+    literal,
+    select,
 )
 from sqlalchemy.types import TypeEngine
 
 from retention.backends import backend_for
 from retention.backends.sqlite_catalog import OddValues
+from retention.literals import LiteralMisfit, in_column_type
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Catalog:
     #: date/time columns whose stored values do not compare in time order (SQLite), by
     #: (table's full name, column)
     odd_dates: Mapping[tuple[str, str], OddValues] = field(default_factory=dict)
+    #: fixed values (table's full name, column, value) whose foreign key's parent lacks
+    #: them, with that parent column
+    lacking_parents: Mapping[tuple[str, str, object], str] = field(default_factory=dict)
     # Links resolved so far: the schema check, the planner and every rule's conditions
     # ask for the same ones.
     _links: dict[tuple[object, ...], tuple[dict[str, str] | None, str | None]] = field(
@@ -56,6 +62,10 @@ class Catalog:
         if table is None and not schema and self.default_schema:
             table = self.metadata.tables.get(f"{self.default_schema}.{bare}")
         return table
+
+    def lacking_parent(self, table: Table, column: str, value: object) -> str | None:
+        """The ``parent.column`` a fixed value for ``table.column`` is missing from, if any."""
+        return self.lacking_parents.get((table.fullname, column, value))
 
     def odd_values(self, table: Table, col: Column[object]) -> OddValues | None:
         """What a date/time column stores that does not compare in time order, if any."""
@@ -88,8 +98,23 @@ class Catalog:
         return out
 
 
+class Wanted(list[str]):
+    """The (possibly qualified) table names to reflect, and the fixed values the policy
+    writes: (table, column, value). A value written to a foreign-key column is looked up
+    in its parent while the connection is open (SPEC 2: "a foreign-key column gets no
+    value its parent lacks")."""
+
+    def __init__(
+        self, names: Iterable[str], values: Iterable[tuple[str, str, object]] = ()
+    ) -> None:
+        super().__init__(names)
+        self.values = list(values)
+
+
 def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
-    """Reflect every table of the schemas the given (possibly qualified) names live in."""
+    """Reflect every table of the schemas the given (possibly qualified) names live in;
+    with ``Wanted`` names, also which fixed values their foreign-key parents lack."""
+    values = table_names.values if isinstance(table_names, Wanted) else []
     table_names = list(table_names)
     schemas: set[str | None] = {None}
     for name in table_names:
@@ -113,7 +138,32 @@ def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
         if table is not None:
             for col, found in backend.odd_dates(conn, table).items():
                 odd[(table.fullname, col)] = found
-    return replace(catalog, odd_dates=odd)
+    lacking = _lacking_parents(conn, catalog, values)
+    return replace(catalog, odd_dates=odd, lacking_parents=lacking)
+
+
+def _lacking_parents(
+    conn: Connection, catalog: Catalog, values: Iterable[tuple[str, str, object]]
+) -> dict[tuple[str, str, object], str]:
+    """{(table, column, value): 'parent.column'} for each fixed value a foreign key's
+    parent does not hold. A value that does not fit its column is left to the literal
+    check, which reports it."""
+    lacking: dict[tuple[str, str, object], str] = {}
+    for name, column, value in values:
+        table = catalog.table(name)
+        col = table.columns.get(column) if table is not None else None
+        if table is None or col is None:
+            continue
+        for fk in col.foreign_keys:
+            parent = fk.column
+            try:
+                bound = in_column_type(value, parent.type, catalog.dialect)
+            except LiteralMisfit:
+                continue
+            found = select(literal(1)).select_from(parent.table).where(parent == bound).limit(1)
+            if conn.execute(found).first() is None:
+                lacking[(table.fullname, column, value)] = f"{parent.table.name}.{parent.name}"
+    return lacking
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import Table, UniqueConstraint
 from retention.backends.types import is_address
 from retention.catalog import (
     Catalog,
+    Wanted,
     describe_type,
     is_datetime,
     is_integer,
@@ -215,6 +216,13 @@ class _Checker:
             col = self.col(table, name, (*at, name))
             if col is not None:
                 reason = strategy_misfit(strategy, table, col, self.catalog.dialect)
+                if reason is None and isinstance(strategy, ValueStrategy):
+                    parent = self.catalog.lacking_parent(table, name, strategy.value)
+                    if parent is not None:
+                        reason = (
+                            f"value for '{name}' is not in {parent}, which its foreign key "
+                            "refers to: use a value the parent holds (or null)"
+                        )
                 if reason:
                     self.add((*at, name), reason)
 
@@ -400,6 +408,15 @@ def check_schema(policy: Policy, catalog: Catalog, locator: Locator) -> list[Pro
     return sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0))
 
 
-def policy_tables(policy: Policy) -> list[str]:
-    """Every table a policy names, so the schemas they live in can be reflected."""
-    return [node.table for node in nodes(policy) if node.kind is not NodeKind.CONDITION]
+def policy_tables(policy: Policy) -> Wanted:
+    """Every table a policy names, so the schemas they live in can be reflected, and the
+    fixed values it writes, so those bound for a foreign key can be looked up."""
+    found = [node for node in nodes(policy) if node.kind is not NodeKind.CONDITION]
+    values = [
+        (node.table, column, strategy.value)
+        for node in found
+        if node.kind in (NodeKind.RULE, NodeKind.CASCADE)
+        for column, strategy in (node.item.set or {}).items()
+        if isinstance(strategy, ValueStrategy)
+    ]
+    return Wanted([node.table for node in found], values)

@@ -257,3 +257,27 @@ def test_a_constraint_violation_names_its_table_or_constraint_never_the_value(
     assert result.error is not None
     assert "ck_status" in result.error, result.error
     assert "zzvalue" not in result.error
+
+
+def test_a_fixed_value_its_foreign_keys_parent_lacks_is_refused(
+    settings: Settings, db: Engine
+) -> None:
+    """``{value: 999}`` on a column referring to owners.id, where no owner 999 exists,
+    would fail every batch: validate refuses it; a value the parent holds passes."""
+    meta = MetaData()
+    owners = Table("owners", meta, Column("id", Integer, primary_key=True, autoincrement=False))
+    Table(
+        "events",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("owner_id", Integer, ForeignKey("owners.id"), nullable=False),
+        Column("seen_at", TS, nullable=False),
+    )
+    meta.create_all(db)
+    with db.begin() as conn:
+        conn.execute(insert(owners), [{"id": 1}])
+    write_policy(settings, rule("set: {owner_id: {value: 999}}", action="anonymise"))
+    refused(settings, "set.owner_id", "not in owners.id")
+    write_policy(settings, rule("set: {owner_id: {value: 1}}", action="anonymise"))
+    result = validate(settings)
+    assert result.exit_code == 0, result.output
