@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     select,
+    type_coerce,
 )
 from sqlalchemy.sql import ColumnElement
 
@@ -39,6 +40,7 @@ from retention.audit.records import (
     audit_exists,
     audit_tables,
 )
+from retention.backends import backend_for
 from retention.errors import UsageError
 
 When = date | datetime
@@ -125,11 +127,37 @@ def _naive_utc(value: When, *, next_day: bool) -> datetime:
     return datetime.combine(day, time())
 
 
-def record_from_row(row: Mapping[Any, Any]) -> Record:
-    """A stored row as a record: aware UTC timestamps, parsed JSON, SPEC field order."""
+def record_from_row(row: Mapping[Any, Any], *, tolerant: bool = False) -> Record:
+    """A stored row as a record: aware UTC timestamps, parsed JSON, SPEC field order.
+
+    ``tolerant`` (for a log already known broken): a row whose fields do not parse comes
+    back as ``unreadable_record``, naming only its ``seq``, since its raw text could hold
+    anything a tamperer wrote there, personal data included.
+    """
+    if not tolerant:
+        return _parsed(row)
+    try:
+        record = _parsed(row)
+    except (ValueError, TypeError, ArithmeticError):
+        return unreadable_record(row)
+    return record if _readable(record) else unreadable_record(row)
+
+
+def unreadable_record(row: Mapping[Any, Any]) -> Record:
+    """A record whose fields do not parse: its ``seq`` alone, marked ``unreadable``."""
+    try:
+        seq: int | None = int(row["seq"])
+    except (ValueError, TypeError, ArithmeticError):
+        seq = None
+    return {"seq": seq, "unreadable": True}
+
+
+def _parsed(row: Mapping[Any, Any]) -> Record:
     record: Record = {}
     for name in FIELDS:
         value = row[name]
+        if name in TIME_FIELDS and isinstance(value, str):
+            value = datetime.fromisoformat(value)  # read as text from SQLite when tolerant
         if name in TIME_FIELDS and isinstance(value, datetime):
             value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         elif name in JSON_FIELDS and isinstance(value, str):
@@ -140,6 +168,18 @@ def record_from_row(row: Mapping[Any, Any]) -> Record:
     return record
 
 
+def _readable(record: Record) -> bool:
+    """Whether the tallies can read every field as the writer stores it."""
+    times_ok = isinstance(record["at"], datetime) and (
+        record["cutoff"] is None or isinstance(record["cutoff"], datetime)
+    )
+    json_ok = all(record[name] is None or isinstance(record[name], dict) for name in JSON_FIELDS)
+    dependents = record["dependents"] or {}
+    counts_ok = all(type(count) is int for count in dependents.values())
+    texts_ok = all(isinstance(record[name], str) for name in ("run_id", "event", "policy_sha256"))
+    return times_ok and json_ok and counts_ok and texts_ok
+
+
 def iter_records(
     conn: Connection,
     table_name: str,
@@ -148,10 +188,12 @@ def iter_records(
     until: When | None = None,
     rule: str | None = None,
     run_id: str | None = None,
+    tolerant: bool = False,
 ) -> Generator[Record, None, None]:
     """The records in ``seq`` order, filtered; an absent log has none.
 
     ``run_id`` may be a whole run id or its first characters, as ``audit show`` prints it.
+    ``tolerant``: see ``record_from_row``.
     """
     if not audit_exists(conn, table_name):
         return
@@ -166,11 +208,11 @@ def iter_records(
         conditions.append(records.c.rule == rule)
     if run_id is not None:
         conditions.append(records.c.run_id.startswith(run_id, autoescape=True))
-    stmt = _select_all(records).where(*conditions)
+    stmt = (_select_as_text(conn, records) if tolerant else _select_all(records)).where(*conditions)
     result = conn.execution_options(**_STREAM).execute(stmt.order_by(records.c.seq))
     try:
         for row in result:
-            yield record_from_row(row._mapping)
+            yield record_from_row(row._mapping, tolerant=tolerant)
     finally:
         result.close()
 
@@ -250,3 +292,18 @@ def key_proof(
 
 def _select_all(records: Table) -> Select[Any]:
     return select(*(records.c[name] for name in FIELDS))
+
+
+def _select_as_text(conn: Connection, records: Table) -> Select[Any]:
+    """As ``_select_all``, but SQLite's timestamps as text: it keeps any text in them, and
+    the driver's parsing would fail the whole read at one bad value."""
+    if backend_for(conn).enforces_column_types:
+        return _select_all(records)
+    return select(
+        *(
+            type_coerce(records.c[name], String).label(name)
+            if name in TIME_FIELDS
+            else records.c[name]
+            for name in FIELDS
+        )
+    )

@@ -155,8 +155,13 @@ class Report:
     records: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
+    unreadable: list[int | None] = field(default_factory=list)  # seqs, in a broken log
 
     def add(self, record: dict[str, Any]) -> None:
+        if record.get("unreadable"):
+            self.records += 1
+            self.unreadable.append(record["seq"])
+            return
         at: datetime = record["at"]
         run_id = str(record["run_id"])
         self.records += 1
@@ -266,7 +271,10 @@ def certificate(
     table = loaded.policy.audit.table
     verification = check_chain(conn, table, expect_head, kept_heads)
     heads = check_heads(conn, table, verification, heads_file, kept_heads)
-    with closing(iter_records(conn, table, since=since, until=until)) as records:
+    # A broken log may hold records that do not parse: read tolerantly, so the certificate
+    # still states the break (an intact chain proves every record parses).
+    tolerant = not verification.ok
+    with closing(iter_records(conn, table, since=since, until=until, tolerant=tolerant)) as records:
         report = build_report(
             records, policy_path=loaded.path, policy_sha256=loaded.sha256,
             rules=rule_infos(loaded.policy), verification=verification, database=database,
@@ -378,6 +386,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "kept_heads": {**asdict(report.heads), "checked": report.heads.checked},
         "no_rule_ran": not any(rule["runs"] for rule in rules),
         "records_in_period": report.records,
+        "unreadable_records": report.unreadable,
         "first_record_at": iso(report.first_at),
         "last_record_at": iso(report.last_at),
         "policy_file": {"path": report.policy_path, "sha256": report.policy_sha256},

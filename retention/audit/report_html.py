@@ -153,7 +153,7 @@ def chart_svg(data: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _verdict(v: dict[str, Any]) -> str:
+def _verdict(v: dict[str, Any], unreadable: list[int | None]) -> str:
     stored = v["stored_head"]
     head_table = (
         f'<br>Head table: record {stored["seq"]}, <span class="hash">{_e(stored["hash"])}</span>'
@@ -174,7 +174,21 @@ def _verdict(v: dict[str, Any]) -> str:
     return (
         '<div class="verdict broken"><strong>THE AUDIT LOG FAILED VERIFICATION.</strong> '
         f"{_e(where)}: {_e(v['reason'])}. The figures below are read from a log that was "
-        f"altered or cut, and cannot be relied on as evidence.{head_table}</div>"
+        f"altered or cut, and cannot be relied on as evidence.{_unreadable(unreadable)}"
+        f"{head_table}</div>"
+    )
+
+
+def _unreadable(seqs: list[int | None]) -> str:
+    """Records left out of the figures: named by number, never by their stored text."""
+    if not seqs:
+        return ""
+    named = ", ".join("?" if seq is None else str(seq) for seq in seqs[:20])
+    more = f" and {len(seqs) - 20} more" if len(seqs) > 20 else ""
+    noun = "record" if len(seqs) == 1 else "records"
+    return (
+        f"<br>Unreadable {noun}, left out of the figures below: {_e(named)}{_e(more)} "
+        "(their stored text is not shown)."
     )
 
 
@@ -328,7 +342,7 @@ def render_html(data: dict[str, Any]) -> str:
     body = [
         "<h1>Certificate of deletion</h1>",
         _table(["Period", "Database", "Audit table", "Generated (UTC)"], about, (), [1]),
-        _verdict(data["verification"]),
+        _verdict(data["verification"], data["unreadable_records"]),
         _heads(data["kept_heads"]),
         _NO_RUN if data["no_rule_ran"] else "",
         "<h2>Summary</h2>",
