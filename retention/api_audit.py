@@ -31,8 +31,10 @@ from retention.audit.query import (
     iter_records,
     key_proof,
 )
+from retention.audit.records import key_fingerprint
 from retention.audit.report import certificate as build_certificate
 from retention.audit.report import report_data
+from retention.audit.verify import key_fingerprints
 from retention.db import make_engine, reachable
 from retention.errors import AuditTampered, PolicyError, UsageError
 from retention.plan import RulePlan, StepKind
@@ -224,6 +226,9 @@ class KeyProof:
     first_keyed: Record | None  # the first batch with per-key digests, if any
     policy_path: str
     rule_tables: tuple[str, ...]
+    # Runs whose records were written under another hash key (their run_started carries
+    # another key fingerprint): their digests cannot match a lookup under this key.
+    written_under_other_key: int = 0
 
 
 def find_keys(
@@ -241,9 +246,12 @@ def find_keys(
         audit_table = loaded.policy.audit.table
         first = first_keyed_record(conn, audit_table)
         found = key_proof(conn, audit_table, hash_key, table, keys, since=since, until=until)
+        fingerprints = key_fingerprints(conn, audit_table)
+    ours = key_fingerprint(hash_key)
+    other = sum(runs for fingerprint, runs in fingerprints.items() if fingerprint != ours)
     return KeyProof(
         found, loaded.policy.audit.record_keys, first, loaded.path,
-        tuple(sorted({r.table for r in loaded.policy.rules})),
+        tuple(sorted({r.table for r in loaded.policy.rules})), other,
     )  # fmt: skip
 
 

@@ -216,13 +216,23 @@ def audit_report(
 @click.option("--table", required=True, metavar="T", help="The table, as the policy names it.")
 @click.option("--key", "keys", multiple=True, required=True, metavar="K",
               help="The row's key; repeat for each column of a composite key.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)  # fmt: skip
 @period_options
 @common_options
 def audit_find(
-    settings: Settings, table: str, keys: tuple[str, ...], since: When | None, until: When | None
+    settings: Settings,
+    table: str,
+    keys: tuple[str, ...],
+    fmt: str,
+    since: When | None,
+    until: When | None,
 ) -> None:
     """Which record removed one key: the answer to "prove you deleted my data"."""
     proof = api.find_keys(settings, table=table, keys=keys, since=since, until=until)
+    if fmt == "json":
+        click.echo(json.dumps(find_data(proof, table), indent=2, ensure_ascii=False))
+        return
     first, found = proof.first_keyed, proof.found
     if first is None and not proof.record_keys:
         click.echo("record_keys is off: this log holds no per-key digests, so a single key "
@@ -239,11 +249,44 @@ def audit_find(
     if found:
         return
     click.echo("no record of removing that key")
+    if proof.written_under_other_key:
+        # On stdout, with the answer: under another key, "no record" proves nothing.
+        click.echo(f"note: {_runs(proof.written_under_other_key)} wrote their records under "
+                   "another hash key (see `audit verify`); their removals cannot be found "
+                   "with this key: ask again with the key of that time")  # fmt: skip
     if first is None:
         click.echo("note: record_keys is on, but no key has been recorded yet", err=True)
     else:
         click.echo(f"note: keys are recorded from record {first['seq']} ({iso(first['at'])}); "
                    "earlier removals cannot be looked up by key", err=True)  # fmt: skip
+
+
+def _runs(count: int) -> str:
+    return "1 run" if count == 1 else f"{count} runs"
+
+
+def find_data(proof: api.KeyProof, table: str) -> dict[str, Any]:
+    """``audit find --format json``: the answer as one document, never the key."""
+    first = proof.first_keyed
+    return {
+        "table": table,
+        "found": [
+            {
+                "action": _VERBS.get(r["action"] or "", "removed"),
+                "at": iso(r["at"]),
+                "rule": r["rule"],
+                "run_id": r["run_id"],
+                "record": r["seq"],
+            }
+            for r in proof.found
+        ],
+        "record_keys": proof.record_keys,
+        "keys_recorded_from": (
+            None if first is None else {"record": first["seq"], "at": iso(first["at"])}
+        ),
+        "table_in_policy": table in proof.rule_tables,
+        "written_under_other_key": proof.written_under_other_key,
+    }
 
 
 def register(group: click.Group) -> None:
