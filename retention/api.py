@@ -48,19 +48,27 @@ log = get_logger("retention.api")
 class Validation:
     loaded: LoadedPolicy
     checked_against: str | None  # the masked URL, or None when offline
+    parked: tuple[str, ...] = ()  # disabled rules, not checked against the database
 
 
 def load(settings: Settings) -> LoadedPolicy:
     return load_policy(settings.policy_file)
 
 
-def reflect_checked(engine: Engine, loaded: LoadedPolicy) -> Catalog:
+def parked_rules(policy: Policy, named: Sequence[str] = ()) -> frozenset[str]:
+    """Disabled rules not named with --rule: checked offline only (SPEC 2)."""
+    return frozenset(r.name for r in policy.rules if not r.enabled and r.name not in named)
+
+
+def reflect_checked(engine: Engine, loaded: LoadedPolicy, named: Sequence[str] = ()) -> Catalog:
     """Reflect the schema and hold the policy against it; ``PolicyError`` if it misfits,
     each problem naming the database it was checked against (masked)."""
     with reachable(engine), engine.connect() as conn:
         catalog = reflect(conn, policy_tables(loaded.policy))
         conn.rollback()
-    problems = check_schema(loaded.policy, catalog, loaded.locator)
+    problems = check_schema(
+        loaded.policy, catalog, loaded.locator, parked_rules(loaded.policy, named)
+    )
     if problems:
         where = f" (in {shown_url(engine)})"
         raise PolicyError([replace(p, message=p.message + where) for p in problems])
@@ -77,7 +85,8 @@ def validate(settings: Settings, *, offline: bool = False) -> Validation:
         reflect_checked(engine, loaded)
     finally:
         engine.dispose()
-    return Validation(loaded, settings.masked_url())
+    parked = tuple(r.name for r in loaded.policy.rules if not r.enabled)
+    return Validation(loaded, settings.masked_url(), parked)
 
 
 def schema() -> dict[str, Any]:
@@ -186,7 +195,7 @@ def _compile(
         with suppress(DatabaseUnavailable):
             reflect_checked(engine, loaded)
         raise unknown from None
-    catalog = reflect_checked(engine, loaded)
+    catalog = reflect_checked(engine, loaded, rules)
     plan = make_plan(
         loaded.policy,
         catalog,
@@ -233,12 +242,16 @@ def run(
     """Enforce the policy: delete or anonymise every due row, with its audit records."""
     hash_key = settings.require_hash_key()
     _check_max_runtime(max_runtime)
+    pinned = now is not None
+    if now is not None and now > datetime.now(UTC):
+        raise UsageError("--now: a run cannot be pinned to a time later than the clock")
     now = now or datetime.now(UTC)
     engine = make_engine(settings, hash_key=hash_key)
     heads = None
     try:
         with reachable(engine):
             loaded, compiled = _compile(settings, engine, rules, now, loaded)
+            compiled = replace(compiled, now_pinned=pinned)
             _check_names(loaded.policy, override_guard, "--override-guard")
             # Every check that can refuse the run comes before its first write.
             heads = settings.open_audit_head_file()
@@ -260,6 +273,7 @@ def run(
             result = run_plan(
                 engine, compiled, audit, hash_key, control, override_guard=frozenset(override_guard)
             )
+        result.now = now
         if heads is not None and result.head:
             heads.write(f"{result.head}\n")
         return result

@@ -121,6 +121,7 @@ class Plan:
     now: datetime
     policy_sha256: str
     dialect: str  # for display only
+    now_pinned: bool = False  # ``now`` was given (--now), not read from the clock
 
 
 def render(statement: Executable, dialect: Dialect) -> str:

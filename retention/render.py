@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from retention.api import PlanReport
+from retention.api import PlanReport, Validation
 from retention.executor import RuleResult
 from retention.outcomes import Status
 from retention.plan import RulePlan, render
@@ -128,6 +128,7 @@ def run_data(result: RunResult) -> dict[str, Any]:
         "run_id": result.run_id,
         "exit_code": int(result.exit_code),
         "interrupted": result.interrupted,
+        "now": _iso(result.now),
         "audit_head": result.head,
         "rules": [rule_data(r) for r in result.rules],
     }
@@ -156,4 +157,25 @@ def run_text(result: RunResult) -> str:
     if result.interrupted:
         lines.append("interrupted by a signal: the current batch finished; run again to continue")
     lines.append(f"audit head {result.head}")
+    return "\n".join(lines)
+
+
+def validation_data(result: Validation) -> dict[str, Any]:
+    return {
+        "policy": str(result.loaded.path),
+        "rules": len(result.loaded.policy.rules),
+        "valid": True,
+        "checked_against": result.checked_against,
+        "parked": list(result.parked),
+    }
+
+
+def validation_text(result: Validation) -> str:
+    rules = len(result.loaded.policy.rules)
+    against = f" against {result.checked_against}" if result.checked_against else " (offline)"
+    lines = [f"{result.loaded.path}: {rules} rules valid{against}"]
+    lines += [
+        f"rule '{name}' is disabled: checked offline only, not against the database"
+        for name in result.parked
+    ]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ with ``run_finished``, or ``run_interrupted`` when a signal asked it to stop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
@@ -31,6 +32,7 @@ class RunResult:
     rules: list[RuleResult] = field(default_factory=list)
     interrupted: bool = False
     head: str | None = None
+    now: datetime | None = None  # the run's one clock reading (its cutoffs'), for the output
 
     @property
     def all_skipped(self) -> bool:
@@ -113,6 +115,7 @@ def _run(
         audit.append(conn, Event.RUN_STARTED, details={
             "rules": [r.name for r in plan.rules], "dialect": plan.dialect,
             "overridden_guards": sorted(override_guard) or None,
+            "now": plan.now.isoformat(), "now_pinned": plan.now_pinned,
             # Lets `audit find` and `verify` say a record was written under another key.
             "key_fingerprint": key_fingerprint(hash_key),
         })  # fmt: skip

@@ -34,6 +34,8 @@ from retention.literals import LiteralMisfit, in_column_type
 from retention.planner.order import order_problems
 from retention.policy.locator import Locator, Path
 from retention.policy.model import (
+    TEXT_TESTS,
+    TIME_TESTS,
     Cascade,
     ConditionMap,
     HashStrategy,
@@ -174,17 +176,32 @@ class _Checker:
             if not isinstance(test, Tests):
                 self.literal(test, col, (*at, name))
                 continue
+            if test.unit is not None and not is_integer(col.type):
+                self.add(
+                    (*at, name, "unit"),
+                    f"unit needs an integer column of Unix time; '{name}' is {describe_type(col)}",
+                )
             for op, value in test.items():
-                if op in ("older_than", "newer_than") and not is_datetime(col.type):
+                if op in TIME_TESTS:
+                    self.time_test(op, test.unit, col, (*at, name, op))
+                elif op in TEXT_TESTS and not is_text(col.type):
                     self.add(
                         (*at, name, op),
-                        f"{op} needs a date/time column; '{name}' is {describe_type(col)}",
+                        f"{op} needs a text column; '{name}' is {describe_type(col)}",
                     )
                 elif op in ("in", "not_in"):
                     for j, item in enumerate(value):
                         self.literal(item, col, (*at, name, op, j))
-                elif op != "is_null" and op not in ("older_than", "newer_than"):
+                elif op != "is_null" and op not in TEXT_TESTS:
                     self.literal(value, col, (*at, name, op))
+
+    def time_test(self, op: str, unit: str | None, col: Any, at: Path) -> None:
+        """older_than/newer_than compare a date/time, or Unix time with ``unit`` (SPEC 2)."""
+        if is_integer(col.type):
+            if unit is None:
+                self.add(at, f"'{col.name}' is an integer: add unit: seconds (or milliseconds)")
+        elif not is_datetime(col.type):
+            self.add(at, f"{op} needs a date/time column; '{col.name}' is {describe_type(col)}")
 
     def literal(self, value: Any, col: Any, at: Path) -> None:
         """A literal must fit its column's type (SPEC 2): the planner binds it converted."""
@@ -400,10 +417,19 @@ def _as_written(value: Any) -> str:
     return repr(value)
 
 
-def check_schema(policy: Policy, catalog: Catalog, locator: Locator) -> list[Problem]:
-    """All problems of ``policy`` against ``catalog``; empty when it fits."""
+def check_schema(
+    policy: Policy, catalog: Catalog, locator: Locator, parked: frozenset[str] = frozenset()
+) -> list[Problem]:
+    """All problems of ``policy`` against ``catalog``; empty when it fits. The ``parked``
+    rules (disabled, SPEC 2) are checked offline only: their tables may not exist yet."""
     checker = _Checker(catalog, locator)
-    walk(policy, checker.visit)
+
+    def visit(node: Node) -> bool:
+        if node.kind is NodeKind.RULE and node.item.name in parked:
+            return False
+        return checker.visit(node)
+
+    walk(policy, visit)
     checker.problems.extend(order_problems(policy, catalog, locator))
     return sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0))
 

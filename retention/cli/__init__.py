@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -129,15 +130,40 @@ def cli() -> None:
     """Enforce data-retention rules from a YAML policy, with a tamper-evident audit log."""
 
 
+def _timestamp(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value[:40]!r} is not an ISO 8601 time such as 2026-06-01T12:00:00Z"
+        ) from None
+    # A naive time means UTC, as --help says.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+now_option = click.option(
+    "--now",
+    metavar="TIMESTAMP",
+    callback=_timestamp,
+    default=None,
+    help="Pin the clock reading the cutoffs are computed from: ISO 8601 with an offset or Z "
+    "(2026-06-01T12:00:00Z); a time without an offset means UTC.",
+)
+
+
 @cli.command()
 @click.option("--offline", is_flag=True, help="Check the file only, without the database.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @common_options
-def validate(settings: Settings, offline: bool) -> None:
+def validate(settings: Settings, offline: bool, output: str) -> None:
     """Check the policy file, and hold it against the database's schema."""
     result = api.validate(settings, offline=offline)
-    rules = len(result.loaded.policy.rules)
-    against = f" against {result.checked_against}" if result.checked_against else " (offline)"
-    click.echo(f"{result.loaded.path}: {rules} rules valid{against}")
+    if output == "json":
+        click.echo(json.dumps(render.validation_data(result), indent=2))
+    else:
+        click.echo(render.validation_text(result))
 
 
 @cli.command()
@@ -175,10 +201,13 @@ def demo(settings: Settings, force: bool) -> None:
 @click.option("--rule", "rules", multiple=True, metavar="NAME", help="Only this rule (repeatable).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--show-sql", is_flag=True, help="Print the statements run would execute.")
+@now_option
 @common_options
-def plan(settings: Settings, rules: tuple[str, ...], output: str, show_sql: bool) -> None:
+def plan(
+    settings: Settings, rules: tuple[str, ...], output: str, show_sql: bool, now: datetime | None
+) -> None:
     """Dry run: what each rule would delete or anonymise now. Writes nothing."""
-    report = api.plan(settings, rules=rules)
+    report = api.plan(settings, rules=rules, now=now)
     _emit_plan(report, output, show_sql)
 
 
@@ -214,6 +243,7 @@ def _emit_plan(report: api.PlanReport, output: str, show_sql: bool) -> None:
     help="Lift RULE's guard for this run only (recorded in the audit log).",
 )
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@now_option
 @common_options
 def run(
     settings: Settings,
@@ -223,10 +253,14 @@ def run(
     max_runtime: float | None,
     override: tuple[str, ...],
     output: str,
+    now: datetime | None,
 ) -> None:
     """Delete or anonymise every due row, in batches, with audit records."""
+    if now is not None and now > datetime.now(UTC):
+        raise click.BadParameter("a run cannot be pinned to a time later than the clock",
+                                 param_hint="'--now'")  # fmt: skip
     if dry_run:
-        _emit_plan(api.plan(settings, rules=rules), output, False)
+        _emit_plan(api.plan(settings, rules=rules, now=now), output, False)
         return
     stop = threading.Event()
     previous = {
@@ -243,6 +277,7 @@ def run(
             max_batches=max_batches,
             max_runtime=max_runtime,
             override_guard=override,
+            now=now,
             stop_requested=stop.is_set,
             on_batch=progress,
         )

@@ -10,7 +10,7 @@ come from the reflected schema.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import count
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from sqlalchemy import (
     FromClause,
     Table,
     and_,
+    bindparam,
     exists,
     false,
     not_,
@@ -27,8 +28,9 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.types import Date, DateTime
+from sqlalchemy.types import Date, DateTime, String
 
+from retention.backends.strategies import AsBytes
 from retention.catalog import Catalog
 from retention.literals import in_column_type
 from retention.periods import Period, cutoff
@@ -71,7 +73,7 @@ class Compiler:
         for name, test in cond.columns():
             col = table.c[name]
             if isinstance(test, Tests):
-                parts.extend(self.test(col, op, value) for op, value in test.items())
+                parts.extend(self.test(col, op, value, test.unit) for op, value in test.items())
             else:
                 parts.append(self.test(col, "eq", test))
         if cond.related is not None:
@@ -84,7 +86,7 @@ class Compiler:
             parts.append(not_(self.condition(cond.not_, table)))
         return and_(true(), *parts)
 
-    def test(self, col: Any, op: str, value: Any) -> ColumnElement[bool]:
+    def test(self, col: Any, op: str, value: Any, unit: str | None = None) -> ColumnElement[bool]:
         if op == "is_null":
             return col.is_(None) if value else col.is_not(None)  # type: ignore[no-any-return]
         if op == "ne":
@@ -95,8 +97,10 @@ class Compiler:
         if op == "in":
             expr = col.in_([self.value(col, v) for v in value])
         elif op in ("older_than", "newer_than"):
-            bound = self.instant(col, value)
+            bound = self.instant(col, value, unit)
             expr = col < bound if op == "older_than" else col >= bound
+        elif op in ("starts_with", "ends_with", "contains"):
+            expr = self.text_test(col, op, value)
         else:
             v = self.value(col, value)
             expr = {
@@ -122,9 +126,29 @@ class Compiler:
         where = [self.condition(rel.where, theirs)] if rel.where is not None else []
         return exists(select(1).select_from(theirs).where(*links, *where))
 
-    def instant(self, col: Any, period: Period) -> Any:
+    def instant(self, col: Any, period: Period, unit: str | None = None) -> Any:
         """``now - period`` in the column's own terms, as a bound value."""
-        return adapt_instant(col, cutoff(self.now, period, self.timezone), self.timezone)
+        instant = cutoff(self.now, period, self.timezone)
+        if unit is not None:
+            return unix_bound(instant, unit)
+        return adapt_instant(col, instant, self.timezone)
+
+    def text_test(self, col: Any, op: str, text: str) -> ColumnElement[bool]:
+        """Literal, case-sensitive text tests on every database (SPEC 2): the text is bound
+        with its wildcards escaped, and compared byte for byte where LIKE ignores case
+        (SQLite's LIKE folds ASCII case, MariaDB's default collations fold it too)."""
+        if self.catalog.dialect == "sqlite":
+            # GLOB is case-sensitive; a bracket makes its wildcards literal.
+            glob = "".join(f"[{c}]" if c in "*?[" else c for c in text)
+            glob_pattern = {"starts_with": f"{glob}*", "ends_with": f"*{glob}"}.get(op, f"*{glob}*")
+            glob_op = col.op("GLOB", is_comparison=True)
+            return glob_op(bindparam(None, glob_pattern, String()))  # type: ignore[no-any-return]
+        escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        like = {"starts_with": f"{escaped}%", "ends_with": f"%{escaped}"}.get(op, f"%{escaped}%")
+        pattern = bindparam(None, like, String())
+        if self.catalog.dialect == "postgresql":
+            return col.like(pattern, escape="/")  # type: ignore[no-any-return]
+        return AsBytes(col).like(AsBytes(pattern), escape="/")
 
     def value(self, col: Any, value: Any) -> Any:
         # In the column's type, as stage 3 checked it (``retention.literals``): a date's
@@ -133,6 +157,15 @@ class Compiler:
         if isinstance(value, datetime) and isinstance(col.type, DateTime):
             return adapt_instant(col, value if value.tzinfo else value.replace(tzinfo=UTC))
         return value
+
+
+def unix_bound(instant: datetime, unit: str) -> int:
+    """The cutoff as a whole number of Unix ``unit``s: for whole numbers,
+    ``clock < cutoff`` is ``clock < ceil(cutoff)`` (and ``>=`` likewise); rounding down,
+    or going through a float, would move the unit just before the cutoff."""
+    micros = (instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    per_unit = 1000 if unit == "milliseconds" else 1_000_000
+    return -(-micros // per_unit)
 
 
 def adapt_instant(col: Any, instant: datetime, timezone: str = "UTC") -> Any:

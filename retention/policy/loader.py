@@ -351,6 +351,7 @@ def _known_keys() -> list[str]:
         model.Cascade,
         model.Guard,
         model.Related,
+        model.Tests,
         model.HashParams,
         model.MaskParams,
     ):

@@ -57,7 +57,12 @@ TEST_OPERATORS = (
     "is_null",
     "older_than",
     "newer_than",
+    "starts_with",
+    "ends_with",
+    "contains",
 )
+TIME_TESTS = ("older_than", "newer_than")
+TEXT_TESTS = ("starts_with", "ends_with", "contains")
 
 
 class _Frozen(BaseModel):
@@ -194,17 +199,43 @@ ValueList = Annotated[list[Value], Field(min_length=1)]
 class Tests(_Frozen):
     """Tests on one column; every test given must hold."""
 
-    eq: Value | None = None
-    ne: Value | None = None
-    lt: Value | None = None
-    le: Value | None = None
-    gt: Value | None = None
-    ge: Value | None = None
-    in_: ValueList | None = Field(default=None, alias="in")
-    not_in: ValueList | None = None
-    is_null: StrictBool | None = None
-    older_than: PeriodField | None = None
-    newer_than: PeriodField | None = None
+    eq: Value | None = Field(default=None, description="column = value")
+    ne: Value | None = Field(
+        default=None, description="column differs from value; holds for NULL (IS DISTINCT FROM)"
+    )
+    lt: Value | None = Field(default=None, description="column < value")
+    le: Value | None = Field(default=None, description="column <= value")
+    gt: Value | None = Field(default=None, description="column > value")
+    ge: Value | None = Field(default=None, description="column >= value")
+    in_: ValueList | None = Field(
+        default=None, alias="in", description="column equals one of the values"
+    )
+    not_in: ValueList | None = Field(
+        default=None, description="column equals none of the values; holds for NULL"
+    )
+    is_null: StrictBool | None = Field(
+        default=None, description="true: column IS NULL; false: IS NOT NULL"
+    )
+    older_than: PeriodField | None = Field(
+        default=None, description="column < now - period (a date/time or Unix-time column)"
+    )
+    newer_than: PeriodField | None = Field(
+        default=None, description="column >= now - period (a date/time or Unix-time column)"
+    )
+    starts_with: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        default=None, description="text begins with this literal text (case-sensitive)"
+    )
+    ends_with: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        default=None, description="text ends with this literal text (case-sensitive)"
+    )
+    contains: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        default=None, description="text contains this literal text (case-sensitive)"
+    )
+    unit: Literal["seconds", "milliseconds"] | None = Field(
+        default=None,
+        description="beside older_than/newer_than on an integer column: the column holds "
+        "Unix time in these units",
+    )
 
     @model_validator(mode="after")
     def _one_test_at_least(self) -> Tests:
@@ -217,13 +248,18 @@ class Tests(_Frozen):
                 raise PydanticCustomError(
                     "null_value", "a comparison with null is never true: use {is_null: true}"
                 )
+        if self.unit is not None and not self.model_fields_set & set(TIME_TESTS):
+            raise PydanticCustomError(
+                "unit", "unit is only valid beside older_than or newer_than (on an integer column)"
+            )
         return self
 
     def items(self) -> list[tuple[str, Any]]:
-        """The tests given, as (operator, value), in operator order."""
+        """The tests given, as (operator, value), in operator order; ``unit`` qualifies
+        the time tests and is not a test itself."""
         out = []
         for name in Tests.model_fields:
-            if name in self.model_fields_set:
+            if name in self.model_fields_set and name != "unit":
                 out.append((name.rstrip("_"), getattr(self, name)))
         return out
 
