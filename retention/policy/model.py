@@ -278,8 +278,12 @@ class Related(_Frozen):
     """A row exists in another table, linked by ``on`` (their column: our column)."""
 
     table: TableName
-    on: dict[Identifier, Identifier] | None = Field(default=None, min_length=1)
-    where: Condition | None = None
+    on: dict[Identifier, Identifier] | None = Field(
+        default=None,
+        min_length=1,
+        description="{their column: our column}; optional when one foreign key links the tables",
+    )
+    where: Condition | None = Field(None, description="A condition the related row must also match")
 
 
 class ConditionMap(BaseModel):
@@ -288,10 +292,18 @@ class ConditionMap(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     __pydantic_extra__: dict[str, ColumnTest] = Field(init=False)
 
-    related: Related | None = None
-    all_: Annotated[list[Condition], Field(min_length=1)] | None = Field(default=None, alias="all")
-    any_: Annotated[list[Condition], Field(min_length=1)] | None = Field(default=None, alias="any")
-    not_: Condition | None = Field(default=None, alias="not")
+    related: Related | None = Field(
+        None, description="A row exists in another table: {table, on, where}"
+    )
+    all_: Annotated[list[Condition], Field(min_length=1)] | None = Field(
+        default=None, alias="all", description="Every condition in the list holds"
+    )
+    any_: Annotated[list[Condition], Field(min_length=1)] | None = Field(
+        default=None, alias="any", description="At least one condition in the list holds"
+    )
+    not_: Condition | None = Field(
+        default=None, alias="not", description="True exactly when the condition is not true"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -349,38 +361,52 @@ else:
 
 
 class HashParams(_Frozen):
-    prefix: StrictStr = ""
-    suffix: StrictStr = ""
-    length: Annotated[StrictInt, Field(ge=8, le=64)] = 64
+    prefix: StrictStr = Field(
+        "", description="Text put before the digest; lets a second run recognise the result"
+    )
+    suffix: StrictStr = Field("", description="Text put after the digest")
+    length: Annotated[StrictInt, Field(ge=8, le=64)] = Field(
+        64, description="Hex characters of the digest kept, 8 to 64 (default 64)"
+    )
 
 
 class HashStrategy(_Frozen):
     """Keyed HMAC-SHA-256 of the old value, lowercase hex; NULL stays NULL."""
 
-    hash: HashParams = HashParams()
+    hash: HashParams = Field(
+        HashParams(), description="Keyed HMAC-SHA-256 (RETENTION_HASH_KEY) of the old value"
+    )
 
 
 class MaskParams(_Frozen):
-    keep_last: Annotated[StrictInt, Field(ge=0, le=64)] = 4
-    char: Annotated[StrictStr, Field(min_length=1, max_length=1)] = "*"
+    keep_last: Annotated[StrictInt, Field(ge=0, le=64)] = Field(
+        4, description="Characters kept at the end (default 4)"
+    )
+    char: Annotated[StrictStr, Field(min_length=1, max_length=1)] = Field(
+        "*", description="The masking character (default *)"
+    )
 
 
 class MaskStrategy(_Frozen):
     """All but the last ``keep_last`` characters replaced by ``char``."""
 
-    mask: MaskParams = MaskParams()
+    mask: MaskParams = Field(
+        MaskParams(), description="All but the last keep_last characters replaced by char"
+    )
 
 
 class ValueStrategy(_Frozen):
     """A fixed replacement value."""
 
-    value: FixedValue
+    value: FixedValue = Field(description="The fixed value, in the column's type")
 
 
 class TruncateDateStrategy(_Frozen):
     """A date or timestamp truncated to the first of its month or year."""
 
-    truncate_date: Literal["month", "year"]
+    truncate_date: Literal["month", "year"] = Field(
+        description="month or year: the date becomes the first of its month or year"
+    )
 
 
 NamedStrategy = Literal["redact", "truncate_ip"]
@@ -455,13 +481,23 @@ MaxFraction = Annotated[float, Field(gt=0, le=1, strict=False), BeforeValidator(
 class Guard(_Frozen):
     """Stop a rule before its first write when it would remove too much."""
 
-    max_rows: MaxRows = 1_000_000
-    max_fraction: MaxFraction = 0.5
+    max_rows: MaxRows = Field(
+        1_000_000, description="Most rows a rule may handle in one run (default 1000000)"
+    )
+    max_fraction: MaxFraction = Field(
+        0.5,
+        description="Largest share of the table a rule may handle, in (0, 1] (default 0.5)",
+    )
 
 
 class GuardOverride(_Frozen):
-    max_rows: MaxRows | None = None
-    max_fraction: MaxFraction | None = None
+    max_rows: MaxRows | None = Field(
+        None, description="Most rows this rule may handle in one run (default: defaults.guard)"
+    )
+    max_fraction: MaxFraction | None = Field(
+        None,
+        description="Largest share of the table, in (0, 1] (default: defaults.guard)",
+    )
 
     def over(self, base: Guard) -> Guard:
         return Guard(
@@ -474,10 +510,19 @@ class Cascade(_Frozen):
     """Dependent rows, handled in the same transaction as the rows they depend on."""
 
     table: TableName
-    on: dict[Identifier, Identifier] | None = Field(default=None, min_length=1)
-    action: Literal["delete", "anonymise", "detach"] = "delete"
-    set: SetMap | None = None
-    cascade: list[Cascade] = []
+    on: dict[Identifier, Identifier] | None = Field(
+        default=None,
+        min_length=1,
+        description="{their column: our column}; optional when one foreign key links the tables",
+    )
+    action: Literal["delete", "anonymise", "detach"] = Field(
+        "delete",
+        description="delete (default), anonymise (with set) or detach (set the link to NULL)",
+    )
+    set: SetMap | None = Field(None, description="column: strategy, for action anonymise")
+    cascade: list[Cascade] = Field(
+        [], description="Rows that depend on these dependents, handled the same way"
+    )
 
 
 BatchSize = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
@@ -488,38 +533,69 @@ class Rule(_Frozen):
     """One retention promise: which rows, how old, and what happens to them."""
 
     name: RuleName
-    description: StrictStr | None = None
-    basis: StrictStr | None = None
+    description: StrictStr | None = Field(None, description="Free text: what the rule is for")
+    basis: StrictStr | None = Field(None, description="Free text: the legal or policy basis")
     table: TableName
-    key: Annotated[list[Identifier], Field(min_length=1)] | None = None
+    key: Annotated[list[Identifier], Field(min_length=1)] | None = Field(
+        None, description="Columns naming a row (default: the primary key)"
+    )
     clock: Identifier
-    clock_unit: Literal["seconds", "milliseconds"] | None = None
-    after: PeriodField
-    where: Condition | None = None
-    unless: Condition | None = None
-    hold_subject: Identifier | None = None
-    action: Literal["delete", "anonymise"]
-    set: SetMap | None = None
-    mark: Identifier | None = None
-    cascade: list[Cascade] = []
-    batch_size: BatchSize | None = None
-    sleep: Sleep | None = None
-    guard: GuardOverride | None = None
-    schedule: Cron | None = None
-    enabled: StrictBool = True
+    clock_unit: Literal["seconds", "milliseconds"] | None = Field(
+        None, description="The clock is an integer of Unix time in seconds or milliseconds"
+    )
+    after: PeriodField = Field(
+        description="The retention period: a row is due when clock < now - after"
+    )
+    where: Condition | None = Field(None, description="Rows must also match this condition")
+    unless: Condition | None = Field(None, description="A row matching this condition is kept")
+    hold_subject: Identifier | None = Field(
+        None, description="Column naming the subject a legal hold is registered for (needs holds)"
+    )
+    action: Literal["delete", "anonymise"] = Field(description="delete or anonymise")
+    set: SetMap | None = Field(None, description="column: strategy, for action anonymise")
+    mark: Identifier | None = Field(
+        None,
+        description="Nullable date/time column set to the run's clock; rows with it set are done",
+    )
+    cascade: list[Cascade] = Field(
+        [], description="Dependent rows, handled in the same transaction"
+    )
+    batch_size: BatchSize | None = Field(
+        None, description="Rows per batch (default: defaults.batch_size)"
+    )
+    sleep: Sleep | None = Field(
+        None, description="Seconds to pause between batches (default: defaults.sleep)"
+    )
+    guard: GuardOverride | None = Field(
+        None, description="This rule's guard limits (default: defaults.guard)"
+    )
+    schedule: Cron | None = Field(
+        None, description="5-field cron for serve (default: defaults.schedule)"
+    )
+    enabled: StrictBool = Field(
+        True, description="false parks the rule: it is not run, and validate checks it offline only"
+    )
 
 
 class Defaults(_Frozen):
     timezone: Timezone = "UTC"
-    schedule: Cron | None = None
-    batch_size: BatchSize = 5000
-    sleep: Sleep = 0.0
-    guard: Guard = Guard()
+    schedule: Cron | None = Field(
+        None,
+        description="5-field cron for serve, for rules without one (default: none)",
+    )
+    batch_size: BatchSize = Field(5000, description="Rows per batch and transaction (default 5000)")
+    sleep: Sleep = Field(0.0, description="Seconds to pause between batches (default 0)")
+    guard: Guard = Field(
+        Guard(), description="Stop a rule before its first write when it would remove too much"
+    )
 
 
 class AuditSettings(_Frozen):
     table: Identifier = "retention_audit"
-    record_keys: StrictBool = False
+    record_keys: StrictBool = Field(
+        False,
+        description="Record the keys of the rows handled in the audit log (default false)",
+    )
 
 
 class Holds(_Frozen):
@@ -527,17 +603,25 @@ class Holds(_Frozen):
 
     table: TableName
     subject_column: Identifier
-    active: Condition | None = None
+    active: Condition | None = Field(
+        None, description="Which registry rows are active holds (default: every row)"
+    )
 
 
 class Policy(_Frozen):
     """A whole policy file."""
 
-    version: Literal[1]
-    defaults: Defaults = Defaults()
-    audit: AuditSettings = AuditSettings()
-    holds: Holds | None = None
-    rules: Annotated[list[Rule], Field(min_length=1)]
+    version: Literal[1] = Field(description="The file format's version: 1")
+    defaults: Defaults = Field(
+        Defaults(), description="Values every rule uses unless it sets its own"
+    )
+    audit: AuditSettings = Field(
+        AuditSettings(), description="Where the audit log lives and what it records"
+    )
+    holds: Holds | None = Field(None, description="The legal-hold registry (optional)")
+    rules: Annotated[list[Rule], Field(min_length=1)] = Field(
+        description="The retention rules, run in file order (see the rule order)"
+    )
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:
