@@ -76,7 +76,9 @@ def supplement(conn: Connection, tables: Iterable[Table]) -> None:
                 col.type = exact()
 
 
-def _pragma(conn: Connection, name: str, table: Table, arg: str | None = None) -> list[tuple]:  # type: ignore[type-arg]
+def _pragma(
+    conn: Connection, name: str, table: Table, arg: str | None = None
+) -> list[tuple[Any, ...]]:
     quote = conn.dialect.identifier_preparer.quote
     schema = f"{quote(table.schema)}." if table.schema else ""
     target = quote(arg if arg is not None else table.name)
