@@ -20,7 +20,6 @@ from sqlalchemy import (
     FromClause,
     Table,
     and_,
-    bindparam,
     exists,
     false,
     not_,
@@ -28,9 +27,9 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.types import Date, DateTime, String
+from sqlalchemy.types import Date, DateTime
 
-from retention.backends.strategies import AsBytes
+from retention.backends.text_match import TextMatch
 from retention.catalog import Catalog
 from retention.literals import in_column_type
 from retention.periods import Period, cutoff
@@ -100,7 +99,8 @@ class Compiler:
             bound = self.instant(col, value, unit)
             expr = col < bound if op == "older_than" else col >= bound
         elif op in ("starts_with", "ends_with", "contains"):
-            expr = self.text_test(col, op, value)
+            # Literal and case-sensitive on every database (SPEC 2); the SQL is per backend.
+            expr = TextMatch(col, op, value)
         else:
             v = self.value(col, value)
             expr = {
@@ -132,23 +132,6 @@ class Compiler:
         if unit is not None:
             return unix_bound(instant, unit)
         return adapt_instant(col, instant, self.timezone)
-
-    def text_test(self, col: Any, op: str, text: str) -> ColumnElement[bool]:
-        """Literal, case-sensitive text tests on every database (SPEC 2): the text is bound
-        with its wildcards escaped, and compared byte for byte where LIKE ignores case
-        (SQLite's LIKE folds ASCII case, MariaDB's default collations fold it too)."""
-        if self.catalog.dialect == "sqlite":
-            # GLOB is case-sensitive; a bracket makes its wildcards literal.
-            glob = "".join(f"[{c}]" if c in "*?[" else c for c in text)
-            glob_pattern = {"starts_with": f"{glob}*", "ends_with": f"*{glob}"}.get(op, f"*{glob}*")
-            glob_op = col.op("GLOB", is_comparison=True)
-            return glob_op(bindparam(None, glob_pattern, String()))  # type: ignore[no-any-return]
-        escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
-        like = {"starts_with": f"{escaped}%", "ends_with": f"%{escaped}"}.get(op, f"%{escaped}%")
-        pattern = bindparam(None, like, String())
-        if self.catalog.dialect == "postgresql":
-            return col.like(pattern, escape="/")  # type: ignore[no-any-return]
-        return AsBytes(col).like(AsBytes(pattern), escape="/")
 
     def value(self, col: Any, value: Any) -> Any:
         # In the column's type, as stage 3 checked it (``retention.literals``): a date's
