@@ -181,6 +181,9 @@ def test_a_lone_surrogate_is_refused_with_one_line_not_an_encoding_error(
     make_events(db)
     write_policy(settings, rule('where: {kind: "a\\ud800b"}'))
     refused(settings, "where.kind", "lone surrogate")
+    # The text of a text test is checked as well (a NUL fails PostgreSQL's driver).
+    write_policy(settings, rule('where: {kind: {starts_with: "a\\0b"}}'))
+    refused(settings, "where.kind.starts_with", "NUL character")
 
 
 # --- cascades (item 2) ------------------------------------------------------------------
