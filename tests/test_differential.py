@@ -53,8 +53,7 @@ from retention.settings import Settings
 # every one), and what generation leaves out while it stands. Delete an entry when its
 # regression test passes (its strict xfail turns red), so the generator covers that
 # ground again.
-KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {
-}
+KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {}
 # SPEC section 2 features the product does not have today, so the generator does not use
 # them: `unit` beside older_than/newer_than on an integer Unix-time column; a cascade's
 # own `where`.
