@@ -95,8 +95,9 @@ def audit_records(
     """The log's records, oldest first, streamed while the ``with`` block lasts."""
     check_period(since, until)
     with _reading(settings) as (loaded, _, conn):
-        records = iter_records(conn, loaded.policy.audit.table, since=since, until=until,
-                               rule=rule, run_id=run_id)  # fmt: skip
+        records = iter_records(
+            conn, loaded.policy.audit.table, since=since, until=until, rule=rule, run_id=run_id
+        )
         with closing(records):
             yield records
 
@@ -138,10 +139,17 @@ def certificate(
     with _reading(settings) as (loaded, engine, conn):
         oldest = oldest_kept(settings, engine, loaded, now)
         report = build_certificate(
-            conn, loaded, database=settings.masked_url(), now=now, since=since, until=until,
-            expect_head=expect_head, kept_heads=kept_heads, heads_file=heads_file,
+            conn,
+            loaded,
+            database=settings.masked_url(),
+            now=now,
+            since=since,
+            until=until,
+            expect_head=expect_head,
+            kept_heads=kept_heads,
+            heads_file=heads_file,
             oldest_kept=oldest,
-        )  # fmt: skip
+        )
     return Certificate(report_data(report), report.verification.error)
 
 
@@ -250,9 +258,13 @@ def find_keys(
     ours = key_fingerprint(hash_key)
     other = sum(runs for fingerprint, runs in fingerprints.items() if fingerprint != ours)
     return KeyProof(
-        found, loaded.policy.audit.record_keys, first, loaded.path,
-        tuple(sorted({r.table for r in loaded.policy.rules})), other,
-    )  # fmt: skip
+        found,
+        loaded.policy.audit.record_keys,
+        first,
+        loaded.path,
+        tuple(sorted({r.table for r in loaded.policy.rules})),
+        other,
+    )
 
 
 __all__ = [

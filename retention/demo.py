@@ -73,7 +73,8 @@ def demo_metadata() -> MetaData:
     """The demo schema, as a fresh ``MetaData`` on each call."""
     meta = MetaData()
     Table(
-        "accounts", meta,
+        "accounts",
+        meta,
         Column("id", String(20), primary_key=True),
         Column("username", String(64), nullable=False, unique=True),
         Column("phone", String(32)),
@@ -85,18 +86,20 @@ def demo_metadata() -> MetaData:
         Column("anonymised_at", _timestamp()),
         Index("ix_accounts_closed_at", "closed_at"),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
     Table(
-        "tickets", meta,
+        "tickets",
+        meta,
         Column("id", Integer, primary_key=True),
         Column("account_id", String(20), ForeignKey("accounts.id"), nullable=False),
         Column("status", String(16), nullable=False),
         Column("opened_at", _timestamp(), nullable=False),
         Column("closed_at", _timestamp()),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
     Table(
-        "feedback", meta,
+        "feedback",
+        meta,
         Column("id", Integer, primary_key=True),
         Column("account_id", String(20), ForeignKey("accounts.id")),
         Column("ticket_id", Integer, ForeignKey("tickets.id")),
@@ -105,9 +108,10 @@ def demo_metadata() -> MetaData:
         Column("submitted_at", _timestamp(), nullable=False),
         Index("ix_feedback_submitted_at", "submitted_at"),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
     Table(
-        "feedback_contacts", meta,
+        "feedback_contacts",
+        meta,
         Column("id", Integer, primary_key=True),
         # No ON DELETE: the policy's cascade is what removes these rows.
         Column("feedback_id", Integer, ForeignKey("feedback.id"), nullable=False),
@@ -115,9 +119,10 @@ def demo_metadata() -> MetaData:
         Column("value", String(255), nullable=False),
         Index("ix_feedback_contacts_feedback_id", "feedback_id"),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
     Table(
-        "access_log", meta,
+        "access_log",
+        meta,
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
         Column("account_id", String(20)),
         Column("ip_address", String(45)),
@@ -127,9 +132,10 @@ def demo_metadata() -> MetaData:
         Column("ip_anonymised_at", _timestamp()),
         Index("ix_access_log_logged_at", "logged_at"),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
     Table(
-        "marketing_consents", meta,
+        "marketing_consents",
+        meta,
         Column("id", Integer, primary_key=True),
         Column("account_id", String(20), ForeignKey("accounts.id"), nullable=False),
         Column("channel", String(16), nullable=False),
@@ -138,9 +144,10 @@ def demo_metadata() -> MetaData:
         Column("withdrawn_at", _timestamp()),
         Index("ix_marketing_consents_withdrawn_at", "withdrawn_at"),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
     Table(
-        "legal_holds", meta,
+        "legal_holds",
+        meta,
         Column("id", Integer, primary_key=True),
         Column("subject_id", String(20), nullable=False),
         Column("reason", String(200), nullable=False),
@@ -148,7 +155,7 @@ def demo_metadata() -> MetaData:
         Column("released_at", _timestamp()),
         Index("ix_legal_holds_subject_id", "subject_id"),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
     return meta
 
 
@@ -215,11 +222,12 @@ def create_demo(
 
 def _marks(meta: MetaData) -> Table:
     return Table(
-        MARK_TABLE, meta,
+        MARK_TABLE,
+        meta,
         Column("table_name", String(64), primary_key=True),
         Column("created_at", _timestamp(), nullable=False),
         mysql_charset="utf8mb4",
-    )  # fmt: skip
+    )
 
 
 def _decide(conn: Connection, audit_tables: frozenset[str], *, force: bool) -> tuple[str, ...]:

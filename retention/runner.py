@@ -91,10 +91,15 @@ def record_dead_runs(engine: Engine, audit: AuditWriter) -> list[str]:
                 # Re-checked under the lock: another run may have recorded it meanwhile.
                 if conn.execute(ended.where(records.c.run_id == run_id)).first() is not None:
                     continue
-                audit.append(conn, Event.RUN_INTERRUPTED, run_id=run_id, details={
-                    "reason": "the run ended without recording its end (killed or crashed)",
-                    "found_by": audit.run_id,
-                })  # fmt: skip
+                audit.append(
+                    conn,
+                    Event.RUN_INTERRUPTED,
+                    run_id=run_id,
+                    details={
+                        "reason": "the run ended without recording its end (killed or crashed)",
+                        "found_by": audit.run_id,
+                    },
+                )
                 found.append(run_id)
                 log.warning("found a run that died without finishing", dead_run_id=run_id)
         except LockNotAcquired:
@@ -112,13 +117,19 @@ def _run(
 ) -> RunResult:
     result = RunResult(audit.run_id)
     with engine.begin() as conn:
-        audit.append(conn, Event.RUN_STARTED, details={
-            "rules": [r.name for r in plan.rules], "dialect": plan.dialect,
-            "overridden_guards": sorted(override_guard) or None,
-            "now": plan.now.isoformat(), "now_pinned": plan.now_pinned,
-            # Lets `audit find` and `verify` say a record was written under another key.
-            "key_fingerprint": key_fingerprint(hash_key),
-        })  # fmt: skip
+        audit.append(
+            conn,
+            Event.RUN_STARTED,
+            details={
+                "rules": [r.name for r in plan.rules],
+                "dialect": plan.dialect,
+                "overridden_guards": sorted(override_guard) or None,
+                "now": plan.now.isoformat(),
+                "now_pinned": plan.now_pinned,
+                # Lets `audit find` and `verify` say a record was written under another key.
+                "key_fingerprint": key_fingerprint(hash_key),
+            },
+        )
     log.info("run started", run_id=audit.run_id, rules=len(plan.rules))
     for rule_plan in plan.rules:
         if control.stop_requested():

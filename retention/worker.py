@@ -91,6 +91,10 @@ class Worker:
             return  # already stopping: a second signal changes nothing
         log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
         self.stop.set()
+        # From here on a second signal changes nothing, also while the interpreter exits
+        # (it puts the default handlers back then, and a late SIGTERM would kill with -15).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         self.scheduler.shutdown(wait=True)
 
     def on_reload(self, _signum: int, _frame: object) -> None:

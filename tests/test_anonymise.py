@@ -102,10 +102,14 @@ def run_once(settings: Settings) -> int:
 
 def test_null_strategy_stores_null(settings: Settings, engine: Engine) -> None:
     people = make_people(engine, Column("email", String(100)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "email": "a@example.com"},
-        {"id": 2, "created_at": FRESH, "email": "b@example.com"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "email": "a@example.com"},
+            {"id": 2, "created_at": FRESH, "email": "b@example.com"},
+        ],
+    )
     write_policy(settings.policy_file, people_policy("set: {email: null}"))
 
     assert run_once(settings) == 1
@@ -135,11 +139,15 @@ def test_hash_strategy_stores_the_keyed_hmac_with_prefix_suffix_and_length(
 ) -> None:
     """Including a non-ASCII value, hashed over its UTF-8 bytes on every database."""
     people = make_people(engine, Column("name", String(100)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "name": "alice"},
-        {"id": 2, "created_at": OLD, "name": "张伟"},
-        {"id": 3, "created_at": OLD, "name": "Zoë O'Brien"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "name": "alice"},
+            {"id": 2, "created_at": OLD, "name": "张伟"},
+            {"id": 3, "created_at": OLD, "name": "Zoë O'Brien"},
+        ],
+    )
     write_policy(
         settings.policy_file,
         people_policy("set: {name: {hash: {prefix: anon-, suffix: -x, length: 16}}}"),
@@ -170,11 +178,15 @@ def test_hash_strategy_gives_the_same_pseudonym_to_the_same_input(
     settings: Settings, engine: Engine
 ) -> None:
     people = make_people(engine, Column("email", String(100)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "email": "same@example.com"},
-        {"id": 2, "created_at": OLD, "email": "other@example.com"},
-        {"id": 3, "created_at": OLD, "email": "same@example.com"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "email": "same@example.com"},
+            {"id": 2, "created_at": OLD, "email": "other@example.com"},
+            {"id": 3, "created_at": OLD, "email": "same@example.com"},
+        ],
+    )
     write_policy(settings.policy_file, people_policy("set: {email: {hash: {prefix: 'p-'}}}"))
 
     run_once(settings)
@@ -199,13 +211,17 @@ def test_mask_strategy_keeps_the_last_characters(settings: Settings, engine: Eng
     """Characters, not bytes, are counted; a value shorter than keep_last is stored as it
     was; NULL stays NULL."""
     people = make_people(engine, Column("phone", String(40)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "phone": "13800138000"},
-        {"id": 2, "created_at": OLD, "phone": "123"},
-        {"id": 3, "created_at": OLD, "phone": "1234"},
-        {"id": 4, "created_at": OLD, "phone": None},
-        {"id": 5, "created_at": OLD, "phone": "微信号码wx_ab12"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "phone": "13800138000"},
+            {"id": 2, "created_at": OLD, "phone": "123"},
+            {"id": 3, "created_at": OLD, "phone": "1234"},
+            {"id": 4, "created_at": OLD, "phone": None},
+            {"id": 5, "created_at": OLD, "phone": "微信号码wx_ab12"},
+        ],
+    )
     write_policy(
         settings.policy_file,
         people_policy("mark: anonymised_at\nset: {phone: {mask: {keep_last: 4, char: '*'}}}"),
@@ -240,12 +256,16 @@ def test_truncate_ip_keeps_the_ipv4_slash_24_and_the_ipv6_slash_48(
 ) -> None:
     """Text that is not an address is left as it is (SPEC 2, as of issue 9)."""
     people = make_people(engine, Column("ip", String(64)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "ip": "203.0.113.77"},
-        {"id": 2, "created_at": OLD, "ip": "2001:db8:abcd:12:1:2:3:4"},
-        {"id": 3, "created_at": OLD, "ip": "not an address"},
-        {"id": 4, "created_at": OLD, "ip": None},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "ip": "203.0.113.77"},
+            {"id": 2, "created_at": OLD, "ip": "2001:db8:abcd:12:1:2:3:4"},
+            {"id": 3, "created_at": OLD, "ip": "not an address"},
+            {"id": 4, "created_at": OLD, "ip": None},
+        ],
+    )
     write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     assert run_once(settings) == 4
@@ -287,10 +307,14 @@ def test_truncate_ip_leaves_address_like_garbage_as_it_is(
     """Text that merely looks like an address is not an address: it is left as it is
     (SPEC 2, as of issue 9), and does not fail the batch."""
     people = make_people(engine, Column("ip", String(64)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "ip": garbage},
-        {"id": 2, "created_at": OLD, "ip": "198.51.100.9"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "ip": garbage},
+            {"id": 2, "created_at": OLD, "ip": "198.51.100.9"},
+        ],
+    )
     write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     assert run_once(settings) == 2
@@ -301,11 +325,18 @@ def test_truncate_date_truncates_timestamps_to_the_month_and_the_year(
     settings: Settings, engine: Engine
 ) -> None:
     people = make_people(engine, Column("seen_at", DateTime), Column("joined_at", DateTime))
-    insert(engine, people, [{
-        "id": 1, "created_at": OLD,
-        "seen_at": datetime(2026, 3, 17, 10, 11, 12),
-        "joined_at": datetime(2024, 8, 9, 23, 59, 59),
-    }])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {
+                "id": 1,
+                "created_at": OLD,
+                "seen_at": datetime(2026, 3, 17, 10, 11, 12),
+                "joined_at": datetime(2024, 8, 9, 23, 59, 59),
+            }
+        ],
+    )
     write_policy(
         settings.policy_file,
         people_policy("""
@@ -323,10 +354,19 @@ def test_truncate_date_truncates_dates_to_the_month_and_the_year(
     settings: Settings, engine: Engine
 ) -> None:
     people = make_people(engine, Column("visit_day", Date), Column("birthday", Date))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "visit_day": date(2026, 3, 17), "birthday": date(1990, 7, 23)},
-        {"id": 2, "created_at": OLD, "visit_day": None, "birthday": date(2000, 1, 1)},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {
+                "id": 1,
+                "created_at": OLD,
+                "visit_day": date(2026, 3, 17),
+                "birthday": date(1990, 7, 23),
+            },
+            {"id": 2, "created_at": OLD, "visit_day": None, "birthday": date(2000, 1, 1)},
+        ],
+    )
     write_policy(
         settings.policy_file,
         people_policy("""
@@ -345,10 +385,14 @@ def test_truncate_date_truncates_dates_to_the_month_and_the_year(
 
 def test_mark_is_set_to_the_runs_clock_as_naive_utc(settings: Settings, engine: Engine) -> None:
     people = make_people(engine, Column("ip", String(64)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "ip": "203.0.113.77"},
-        {"id": 2, "created_at": FRESH, "ip": "203.0.113.78"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "ip": "203.0.113.77"},
+            {"id": 2, "created_at": FRESH, "ip": "203.0.113.78"},
+        ],
+    )
     write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     run_once(settings)
@@ -361,10 +405,14 @@ def test_mark_is_set_to_the_runs_clock_as_naive_utc(settings: Settings, engine: 
 def test_rows_with_a_mark_are_skipped_by_the_next_run(settings: Settings, engine: Engine) -> None:
     """The second run reports 0 rows and leaves the first run's result and mark alone."""
     people = make_people(engine, Column("phone", String(40)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "phone": "13800138000"},
-        {"id": 2, "created_at": OLD, "phone": "13900139000"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "phone": "13800138000"},
+            {"id": 2, "created_at": OLD, "phone": "13900139000"},
+        ],
+    )
     write_policy(
         settings.policy_file,
         people_policy("mark: anonymised_at\nset: {phone: {mask: {keep_last: 4}}}"),
@@ -380,10 +428,14 @@ def test_rows_with_a_mark_are_skipped_by_the_next_run(settings: Settings, engine
 
 def test_a_row_marked_before_the_first_run_is_not_due(settings: Settings, engine: Engine) -> None:
     people = make_people(engine, Column("ip", String(64)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "ip": "203.0.113.77", "anonymised_at": OLD},
-        {"id": 2, "created_at": OLD, "ip": "203.0.113.78", "anonymised_at": None},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "ip": "203.0.113.77", "anonymised_at": OLD},
+            {"id": 2, "created_at": OLD, "ip": "203.0.113.78", "anonymised_at": None},
+        ],
+    )
     write_policy(settings.policy_file, people_policy("mark: anonymised_at\nset: {ip: truncate_ip}"))
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 1
@@ -412,11 +464,21 @@ def recognisable_people(engine: Engine) -> Table:
 
 def test_without_mark_a_second_run_finds_nothing_due(settings: Settings, engine: Engine) -> None:
     people = recognisable_people(engine)
-    insert(engine, people, [
-        {"id": i, "created_at": OLD, "email": f"u{i}@example.com", "note": "hi",
-         "city": "Wuhan", "name": f"user {i}"}
-        for i in (1, 2, 3)
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {
+                "id": i,
+                "created_at": OLD,
+                "email": f"u{i}@example.com",
+                "note": "hi",
+                "city": "Wuhan",
+                "name": f"user {i}",
+            }
+            for i in (1, 2, 3)
+        ],
+    )
     write_policy(settings.policy_file, people_policy(RECOGNISABLE))
     assert run_once(settings) == 3
     after_first = raw_rows(engine, "people")
@@ -432,14 +494,18 @@ def test_without_mark_rows_already_holding_every_result_are_not_due(
     """A row is due while any one set column still holds something else."""
     people = recognisable_people(engine)
     done = {"email": None, "note": "[redacted]", "city": "unknown-city", "name": "anon-0123"}
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, **done},
-        {"id": 2, "created_at": OLD, **done, "name": None},  # NULL is hash's own result
-        {"id": 3, "created_at": OLD, **done, "email": "left@example.com"},
-        {"id": 4, "created_at": OLD, **done, "note": "still here"},
-        {"id": 5, "created_at": OLD, **done, "city": None},
-        {"id": 6, "created_at": OLD, **done, "name": "not-a-pseudonym"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, **done},
+            {"id": 2, "created_at": OLD, **done, "name": None},  # NULL is hash's own result
+            {"id": 3, "created_at": OLD, **done, "email": "left@example.com"},
+            {"id": 4, "created_at": OLD, **done, "note": "still here"},
+            {"id": 5, "created_at": OLD, **done, "city": None},
+            {"id": 6, "created_at": OLD, **done, "name": "not-a-pseudonym"},
+        ],
+    )
     write_policy(settings.policy_file, people_policy(RECOGNISABLE))
     before = raw_rows(engine, "people")
 
@@ -458,10 +524,14 @@ def test_a_hash_prefix_with_like_wildcards_is_matched_literally(
 ) -> None:
     """'%' and '_' in a prefix are not LIKE wildcards: 'a_Xb' is not a finished 'a_%' result."""
     people = make_people(engine, Column("name", String(100)))
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, "name": "a_%done"},
-        {"id": 2, "created_at": OLD, "name": "aXYpending"},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, "name": "a_%done"},
+            {"id": 2, "created_at": OLD, "name": "aXYpending"},
+        ],
+    )
     write_policy(settings.policy_file, people_policy("set: {name: {hash: {prefix: 'a_%'}}}"))
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 1
@@ -479,12 +549,16 @@ def test_a_result_is_recognised_only_exactly_not_ignoring_case(
     collation ignore case, but a name in capitals must not escape the hash."""
     people = recognisable_people(engine)
     done = {"email": None, "note": "[redacted]", "city": "unknown-city", "name": "anon-0123"}
-    insert(engine, people, [
-        {"id": 1, "created_at": OLD, **done, "name": "ANON-Smith"},
-        {"id": 2, "created_at": OLD, **done, "note": "[REDACTED]"},
-        {"id": 3, "created_at": OLD, **done, "city": "Unknown-City"},
-        {"id": 4, "created_at": OLD, **done},
-    ])  # fmt: skip
+    insert(
+        engine,
+        people,
+        [
+            {"id": 1, "created_at": OLD, **done, "name": "ANON-Smith"},
+            {"id": 2, "created_at": OLD, **done, "note": "[REDACTED]"},
+            {"id": 3, "created_at": OLD, **done, "city": "Unknown-City"},
+            {"id": 4, "created_at": OLD, **done},
+        ],
+    )
     write_policy(settings.policy_file, people_policy(RECOGNISABLE))
 
     assert api.plan(settings, now=NOW).rules[0].counts.due == 3
@@ -506,10 +580,16 @@ def test_only_the_set_columns_of_due_rows_change(settings: Settings, engine: Eng
         Column("visit_day", Date),
     )
     rows = [
-        {"id": i, "created_at": OLD if i % 2 else FRESH, "email": f"u{i}@example.com",
-         "phone": f"1380013800{i}", "nickname": f"张{i}", "visit_day": date(2026, 1, i)}
+        {
+            "id": i,
+            "created_at": OLD if i % 2 else FRESH,
+            "email": f"u{i}@example.com",
+            "phone": f"1380013800{i}",
+            "nickname": f"张{i}",
+            "visit_day": date(2026, 1, i),
+        }
         for i in range(1, 7)
-    ]  # fmt: skip
+    ]
     insert(engine, people, rows)
     write_policy(
         settings.policy_file,

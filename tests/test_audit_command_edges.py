@@ -30,14 +30,16 @@ def offline(tmp_path: Path, *args: str) -> Result:
     """A command against a database that cannot be reached, with the shipped policy."""
     command = [*args, "--database", UNREACHABLE, "--policy", str(ROOT / "policies.yaml")]
     runner = CliRunner()
-    return runner.invoke(cli, command, env={"RETENTION_HASH_KEY": HASH_KEY},
-                         catch_exceptions=False)  # fmt: skip
+    return runner.invoke(cli, command, env={"RETENTION_HASH_KEY": HASH_KEY}, catch_exceptions=False)
 
 
 def one_line(result: Result) -> str:
     """The one line a person reads; the failure's log record (SPEC section 4) aside."""
-    lines = [line for line in result.output.strip().splitlines()
-             if '"event": "command failed"' not in line]  # fmt: skip
+    lines = [
+        line
+        for line in result.output.strip().splitlines()
+        if '"event": "command failed"' not in line
+    ]
     assert len(lines) == 1, result.output
     assert "Traceback" not in result.output
     return lines[0]
@@ -50,8 +52,14 @@ def test_show_until_the_calendars_last_day_shows_every_record(
     records = len(log_records(engine))
 
     result = audit_cli(settings, "show", "--until", "9999-12-31")
-    widest = audit_cli(settings, "show", "--since", "0001-01-01T00:00:00+01:00",
-                       "--until", "9999-12-31T23:00:00-05:00")  # fmt: skip
+    widest = audit_cli(
+        settings,
+        "show",
+        "--since",
+        "0001-01-01T00:00:00+01:00",
+        "--until",
+        "9999-12-31T23:00:00-05:00",
+    )
 
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == records + 1  # and the header

@@ -50,8 +50,13 @@ from retention.settings import Settings
 DAY1 = datetime(2026, 6, 1, 2, 30, tzinfo=UTC)
 DAY3 = DAY1 + timedelta(days=2)
 AUDIT = "retention_audit"
-RULES = ("feedback-after-3-months", "access-log-after-1-year", "access-log-ip-after-30-days",
-         "closed-accounts-after-30-days", "withdrawn-marketing-consent")  # fmt: skip
+RULES = (
+    "feedback-after-3-months",
+    "access-log-after-1-year",
+    "access-log-ip-after-30-days",
+    "closed-accounts-after-30-days",
+    "withdrawn-marketing-consent",
+)
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,11 @@ def test_show_prints_one_line_per_record_under_a_header(
     assert result.exit_code == 0, result.output
     header, *lines = result.stdout.splitlines()
     assert header.split()[:3] == ["SEQ", "AT", "(UTC)"]
-    expected = [r for r in log_records(engine)
-                if r["rule"] == RULES[0] and r["run_id"] == demo_log.first_run]  # fmt: skip
+    expected = [
+        r
+        for r in log_records(engine)
+        if r["rule"] == RULES[0] and r["run_id"] == demo_log.first_run
+    ]
     assert len(lines) == len(expected)
     assert lines[0].split()[0] == str(expected[0]["seq"])
     assert "feedback_contacts:" in lines[0]
@@ -261,19 +269,31 @@ def test_export_with_a_period_holds_only_that_period(demo_log: DemoLog, settings
 @pytest.mark.slow
 def test_export_streams_in_flat_memory(tmp_path: Path) -> None:
     """200,000 records (no valid chain needed) export with a few MB of peak memory."""
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'big.db'}",  # type: ignore[arg-type]
-                        _env_file=None)  # type: ignore[call-arg]  # fmt: skip
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'big.db'}",  # type: ignore[arg-type]
+        _env_file=None,
+    )  # type: ignore[call-arg]
     from retention.db import make_engine
 
     engine = make_engine(settings)
     ensure_audit_tables(engine, AUDIT)
     _, records, _ = audit_tables(AUDIT)
-    row = {"run_id": "4f1c2e8a-0000-4000-8000-000000000000", "at": DAY1.replace(tzinfo=None),
-           "event": "batch", "rule": RULES[0], "table_name": "feedback", "action": "delete",
-           "cutoff": DAY1.replace(tzinfo=None), "row_count": 1000,
-           "dependents": '{"feedback_contacts":1393}', "key_digest": "ab" * 32,
-           "policy_sha256": "cd" * 32, "version": "0.1.0", "details": None,
-           "prev_hash": ZERO_HASH}  # fmt: skip
+    row = {
+        "run_id": "4f1c2e8a-0000-4000-8000-000000000000",
+        "at": DAY1.replace(tzinfo=None),
+        "event": "batch",
+        "rule": RULES[0],
+        "table_name": "feedback",
+        "action": "delete",
+        "cutoff": DAY1.replace(tzinfo=None),
+        "row_count": 1000,
+        "dependents": '{"feedback_contacts":1393}',
+        "key_digest": "ab" * 32,
+        "policy_sha256": "cd" * 32,
+        "version": "0.1.0",
+        "details": None,
+        "prev_hash": ZERO_HASH,
+    }
     with engine.begin() as conn:
         for start in range(0, 200_000, 20_000):
             chunk = [
@@ -318,15 +338,25 @@ def test_the_json_report_accounts_for_every_rule_with_its_rows_and_holds(
         assert len(rule["cutoffs"]) == 2
         assert rule["days_with_a_run"] == ["2026-06-01", "2026-06-03"]
     feedback = report["rules"][0]["rows"]
-    contacts = sum((r["dependents"] or {}).get("feedback_contacts", 0)
-                   for r in log if r["event"] == "batch")  # fmt: skip
-    assert feedback[1] == {"table": "feedback_contacts", "dependent": True,
-                           "action": "deleted", "rows": contacts}  # fmt: skip
+    contacts = sum(
+        (r["dependents"] or {}).get("feedback_contacts", 0) for r in log if r["event"] == "batch"
+    )
+    assert feedback[1] == {
+        "table": "feedback_contacts",
+        "dependent": True,
+        "action": "deleted",
+        "rows": contacts,
+    }
     assert contacts > 0
     assert report["policies_in_force"] == [
-        {"sha256": loaded.sha256, "first_seen": "2026-06-01T02:30:00.000000Z",
-         "last_seen": "2026-06-03T02:30:00.000000Z", "runs": 2, "current": True}
-    ]  # fmt: skip
+        {
+            "sha256": loaded.sha256,
+            "first_seen": "2026-06-01T02:30:00.000000Z",
+            "last_seen": "2026-06-03T02:30:00.000000Z",
+            "runs": 2,
+            "current": True,
+        }
+    ]
     assert [r["outcome"] for r in report["runs"]] == ["finished", "finished"]
     assert report["what_this_log_does_not_prove"]
     assert_no_personal_value(result.stdout, demo_log)
@@ -417,26 +447,50 @@ def at(day: int, hour: int = 2) -> datetime:
 
 def synthetic(seq: int, event: str, when: datetime, **fields: Any) -> dict[str, Any]:
     record = dict.fromkeys(FIELDS)
-    record.update(seq=seq, run_id=f"run-{when.day}", at=when, event=event,
-                  policy_sha256="ab" * 32, version="0.1.0", **fields)  # fmt: skip
+    record.update(
+        seq=seq,
+        run_id=f"run-{when.day}",
+        at=when,
+        event=event,
+        policy_sha256="ab" * 32,
+        version="0.1.0",
+        **fields,
+    )
     return record
 
 
 def test_guard_trips_and_failures_are_listed_per_rule() -> None:
     rule = {"rule": "r", "table_name": "t", "action": "delete", "cutoff": at(1)}
     records = [
-        synthetic(1, "guard_tripped", at(1), **rule, row_count=0,
-                  details={"due": 90, "total": 100, "verdict": "max_fraction 0.5"}),
+        synthetic(
+            1,
+            "guard_tripped",
+            at(1),
+            **rule,
+            row_count=0,
+            details={"due": 90, "total": 100, "verdict": "max_fraction 0.5"},
+        ),
         synthetic(2, "batch", at(2), **rule, row_count=7, dependents={"c": 3}),
-        synthetic(3, "rule_failed", at(2), **rule, row_count=7,
-                  details={"error": "OperationalError (40001)", "batches": 1}),
-    ]  # fmt: skip
+        synthetic(
+            3,
+            "rule_failed",
+            at(2),
+            **rule,
+            row_count=7,
+            details={"error": "OperationalError (40001)", "batches": 1},
+        ),
+    ]
     info = RuleInfo("r", "t", "delete", "P3M", "Basis <quoted> & kept", None, {"c": "detach"})
     report = build_report(
-        records, policy_path="p.yaml", policy_sha256="ab" * 32, rules=[info],
-        verification=Verification(True, 3, "ef" * 32), database="sqlite://",
-        audit_table=AUDIT, generated_at=at(4),
-    )  # fmt: skip
+        records,
+        policy_path="p.yaml",
+        policy_sha256="ab" * 32,
+        rules=[info],
+        verification=Verification(True, 3, "ef" * 32),
+        database="sqlite://",
+        audit_table=AUDIT,
+        generated_at=at(4),
+    )
     data = report_data(report)
     (r,) = data["rules"]
     assert [e["seq"] for e in r["guard_trips"]] == [1]

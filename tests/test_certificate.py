@@ -41,8 +41,13 @@ def test_each_anonymised_column_says_what_it_became_and_a_hash_is_a_pseudonym(
     assert columns["username"]["pseudonym"] is True
     assert "linkable" in columns["username"]["becomes"]
     assert "RETENTION_HASH_KEY" in columns["username"]["becomes"]
-    assert columns["phone"] == {"table": "accounts", "column": "phone", "strategy": "null",
-                                "becomes": "emptied (NULL)", "pseudonym": False}  # fmt: skip
+    assert columns["phone"] == {
+        "table": "accounts",
+        "column": "phone",
+        "strategy": "null",
+        "becomes": "emptied (NULL)",
+        "pseudonym": False,
+    }
     ip = rule(data, "access-log-ip-after-30-days")["columns"][0]
     assert (ip["column"], ip["pseudonym"]) == ("ip_address", False)
     assert "network" in ip["becomes"]
@@ -71,9 +76,14 @@ def test_the_certificate_names_the_heads_file_and_how_many_heads_it_found(
 
     assert good.error is None
     assert good.data["kept_heads"] == {
-        "file": str(heads), "heads": 2, "found": 2, "expected_head": demo_log.head,
-        "expected_head_matches": True, "expected_head_in_log": True, "checked": True,
-    }  # fmt: skip
+        "file": str(heads),
+        "heads": 2,
+        "found": 2,
+        "expected_head": demo_log.head,
+        "expected_head_matches": True,
+        "expected_head_in_log": True,
+        "checked": True,
+    }
     assert "2 distinct heads, all found in the log" in render_html(good.data)
     assert bad.error is not None
     assert (bad.data["kept_heads"]["heads"], bad.data["kept_heads"]["found"]) == (2, 1)
@@ -97,8 +107,9 @@ def oldest_feedback_kept(engine: Engine, cutoff: datetime) -> tuple[datetime, da
     kept by its open ticket (``unless``), and kept by a hold but not by ``unless``."""
     t = demo_metadata().tables
     feedback, tickets, holds = t["feedback"], t["tickets"], t["legal_holds"]
-    open_ticket = exists().where(tickets.c.id == feedback.c.ticket_id,
-                                 tickets.c.status.in_(["open", "pending"]))  # fmt: skip
+    open_ticket = exists().where(
+        tickets.c.id == feedback.c.ticket_id, tickets.c.status.in_(["open", "pending"])
+    )
     held = exists().where(
         holds.c.subject_id == feedback.c.account_id, holds.c.released_at.is_(None)
     )
@@ -117,8 +128,9 @@ def oldest_feedback_kept(engine: Engine, cutoff: datetime) -> tuple[datetime, da
 def test_the_oldest_rows_kept_by_unless_and_by_holds_are_given_in_days(
     demo_log: DemoLog, settings: Settings, engine: Engine
 ) -> None:
-    finished = [r for r in log_records(engine)
-                if r["event"] == "rule_finished" and r["rule"] == FEEDBACK]  # fmt: skip
+    finished = [
+        r for r in log_records(engine) if r["event"] == "rule_finished" and r["rule"] == FEEDBACK
+    ]
     unless_first, hold_first = oldest_feedback_kept(engine, finished[-1]["cutoff"])
     naive_now = DAY3.replace(tzinfo=None)
 

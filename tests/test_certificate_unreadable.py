@@ -22,8 +22,20 @@ FORGED = "alice@example.com {"
 
 def report(settings: Settings, out: Path, fmt: str) -> str:
     url = settings.database_url.get_secret_value()
-    result = invoke(["audit", "report", "--format", fmt, "--output", str(out),
-                     "--database", url, "--policy", str(settings.policy_file)])  # fmt: skip
+    result = invoke(
+        [
+            "audit",
+            "report",
+            "--format",
+            fmt,
+            "--output",
+            str(out),
+            "--database",
+            url,
+            "--policy",
+            str(settings.policy_file),
+        ]
+    )
     assert result.exit_code == 4, result.output
     assert FORGED not in result.output
     return out.read_text(encoding="utf-8")

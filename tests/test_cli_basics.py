@@ -44,8 +44,19 @@ def test_the_shipped_policy_names_its_schema_on_the_first_line() -> None:
 
 def test_the_schema_rejects_an_unknown_rule_key() -> None:
     schema = json.loads(invoke(["schema"]).output)
-    bad = {"version": 1, "rules": [{"name": "x", "table": "t", "clock": "c", "after": "P1D",
-                                    "action": "delete", "colour": "red"}]}  # fmt: skip
+    bad = {
+        "version": 1,
+        "rules": [
+            {
+                "name": "x",
+                "table": "t",
+                "clock": "c",
+                "after": "P1D",
+                "action": "delete",
+                "colour": "red",
+            }
+        ],
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
 
@@ -118,8 +129,11 @@ def test_logs_are_json_lines_on_stderr_when_it_is_not_a_terminal(tmp_path: Path)
     subprocess.run([*exe, "demo", "--database", url], check=True, env=env, capture_output=True)
     done = subprocess.run(
         [*exe, "run", "--database", url, "--policy", str(POLICY), "--output", "json"],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["exit_code"] == 0

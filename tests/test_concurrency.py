@@ -121,20 +121,31 @@ def build(
     ids = range(1, rows + 1)
     META.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(insert(FEEDBACK), [
-            {"id": i, "user_id": (i + 2) // 3, "submitted_at": old if is_due(i) else new,
-             "body": body_of(i)} for i in ids
-        ])  # fmt: skip
-        conn.execute(insert(CONTACTS), [
-            {"id": i, "feedback_id": i, "email": email_of(i)} for i in ids
-        ])  # fmt: skip
-        conn.execute(insert(ACCESS_LOG), [
-            {"id": i, "logged_at": old if is_due(i) else new, "ip_address": "203.0.113.7"}
-            for i in ids
-        ])  # fmt: skip
-        conn.execute(insert(SESSIONS), [
-            {"id": i, "created_at": old if is_due(i) else new} for i in ids
-        ])  # fmt: skip
+        conn.execute(
+            insert(FEEDBACK),
+            [
+                {
+                    "id": i,
+                    "user_id": (i + 2) // 3,
+                    "submitted_at": old if is_due(i) else new,
+                    "body": body_of(i),
+                }
+                for i in ids
+            ],
+        )
+        conn.execute(
+            insert(CONTACTS), [{"id": i, "feedback_id": i, "email": email_of(i)} for i in ids]
+        )
+        conn.execute(
+            insert(ACCESS_LOG),
+            [
+                {"id": i, "logged_at": old if is_due(i) else new, "ip_address": "203.0.113.7"}
+                for i in ids
+            ],
+        )
+        conn.execute(
+            insert(SESSIONS), [{"id": i, "created_at": old if is_due(i) else new} for i in ids]
+        )
     write_policy(settings.policy_file, POLICY.format(batch_size=batch_size, sleep=sleep))
 
 
@@ -192,8 +203,15 @@ def test_three_runs_started_at_once_remove_every_due_row_exactly_once(
     build(engine, settings, rows, batch_size=40, sleep=0.02)
     engine.dispose()  # the children must not share the parent's pooled connections
     due = {i for i in range(1, rows + 1) if is_due(i)}
-    args = ["run", "--database", settings.database_url.get_secret_value(),
-            "--policy", str(settings.policy_file), "--output", "json"]  # fmt: skip
+    args = [
+        "run",
+        "--database",
+        settings.database_url.get_secret_value(),
+        "--policy",
+        str(settings.policy_file),
+        "--output",
+        "json",
+    ]
     fork = multiprocessing.get_context("fork")
     files = [(str(tmp_path / f"out-{n}.json"), str(tmp_path / f"err-{n}.log")) for n in range(3)]
     procs = [fork.Process(target=cli_in_child, args=(args, out, err)) for out, err in files]
@@ -302,8 +320,9 @@ def test_a_hold_placed_during_a_run_keeps_its_rows_due_in_a_later_batch(
     """Rows held mid-run survive with their dependents; committed batches stay removed."""
     build(engine, settings, 40, batch_size=4)
     # User 9 owns feedback 25, 26, 27 (all due), reached in the seventh batch.
-    result = api.run(settings, rules=[FEEDBACK_RULE],
-                     on_batch=place_hold_after_first_batch(engine, subject=9))  # fmt: skip
+    result = api.run(
+        settings, rules=[FEEDBACK_RULE], on_batch=place_hold_after_first_batch(engine, subject=9)
+    )
     [rule] = result.rules
     assert rule.status == "done"
     due = {i for i in range(1, 41) if is_due(i)}
@@ -403,8 +422,10 @@ def test_a_rule_failed_record_names_the_error_class_and_code_but_no_row_value(
         result = api.run(quick, rules=[FEEDBACK_RULE])
     [failed] = [r for r in records(engine) if r["event"] == "rule_failed"]
     assert (failed["rule"], failed["run_id"], failed["row_count"]) == (
-        FEEDBACK_RULE, result.run_id, 5
-    )  # fmt: skip
+        FEEDBACK_RULE,
+        result.run_id,
+        5,
+    )
     details = json.loads(failed["details"])
     assert set(details) == {"error", "batches"}
     assert ERROR_CLASS_AND_CODE.match(details["error"]), details
@@ -423,13 +444,23 @@ def test_a_rule_failed_on_a_row_lock_makes_the_cli_exit_1(
     build(engine, settings, 24, batch_size=5)
     env = {"RETENTION_LOCK_TIMEOUT_MS": "500", "RETENTION_MAX_RETRIES": "1"}
     with row_locked(engine, FEEDBACK, 7):
-        outcome = invoke(settings, "run", "--rule", FEEDBACK_RULE, "--rule", ACCESS_RULE,
-                         "--output", "json", env=env)  # fmt: skip
+        outcome = invoke(
+            settings,
+            "run",
+            "--rule",
+            FEEDBACK_RULE,
+            "--rule",
+            ACCESS_RULE,
+            "--output",
+            "json",
+            env=env,
+        )
     assert outcome.exit_code == 1, outcome.output
     report = json.loads(outcome.stdout)
     assert {r["rule"]: r["status"] for r in report["rules"]} == {
-        FEEDBACK_RULE: "failed", ACCESS_RULE: "done"
-    }  # fmt: skip
+        FEEDBACK_RULE: "failed",
+        ACCESS_RULE: "done",
+    }
     assert ids_in(engine, ACCESS_LOG) == {i for i in range(1, 25) if not is_due(i)}
 
 

@@ -244,9 +244,13 @@ class Launcher:
         err = (self.tmp_path / f"{name}.err").open("wb")
         with out, err:
             proc = subprocess.Popen(
-                [sys.executable, "-c", WARM_CLI], cwd=self.tmp_path, env=env,
-                stdin=subprocess.PIPE, stdout=out, stderr=err,
-            )  # fmt: skip
+                [sys.executable, "-c", WARM_CLI],
+                cwd=self.tmp_path,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+            )
         return proc, name
 
     def start(self) -> tuple[subprocess.Popen[bytes], str]:

@@ -212,8 +212,12 @@ def test_a_table_referencing_a_demo_table_is_refused_even_with_force(engine: Eng
     create_demo(engine, now=NOW)
     meta = MetaData()
     Table("accounts", meta, Column("id", String(20), primary_key=True))
-    Table("orders", meta, Column("id", Integer, primary_key=True),
-          Column("account_id", String(20), ForeignKey("accounts.id")))  # fmt: skip
+    Table(
+        "orders",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("account_id", String(20), ForeignKey("accounts.id")),
+    )
     with engine.begin() as conn:
         meta.tables["orders"].create(conn)
     with pytest.raises(DemoRefused, match=r"table orders references accounts.*would replace"):

@@ -345,14 +345,19 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     shutil.copy(DEPLOY / "systemd" / "retention.timer", tmp_path)
     done = subprocess.run(
         ["systemd-analyze", "verify", "retention.service", "retention.timer"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "retention" not in done.stderr, done.stderr  # warnings name the unit
     calendar = subprocess.run(
         ["systemd-analyze", "calendar", _unit("retention.timer")["Timer"]["OnCalendar"]],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert calendar.returncode == 0, calendar.stderr
 
 
@@ -418,18 +423,31 @@ def hadolint(tmp_path_factory: pytest.TempPathFactory) -> str:
         return found
     target = tmp_path_factory.mktemp("hadolint")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "--target", str(target), HADOLINT],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            HADOLINT,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return str(target / "bin" / "hadolint")
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile(hadolint: str) -> None:
     done = subprocess.run(
         [hadolint, "--no-color", "--failure-threshold", "style", "-f", "json", str(DOCKERFILE)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, json.dumps(json.loads(done.stdout or "[]"), indent=2)
 
 
@@ -459,8 +477,12 @@ def test_the_image_runs_as_uid_10001_through_tini() -> None:
 
 def test_the_image_works_on_a_read_only_root_with_the_policy_in_etc() -> None:
     env = " ".join(args for keyword, args in _dockerfile() if keyword == "ENV")
-    for setting in ("HOME=/tmp", "TMPDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1",
-                    "RETENTION_POLICY_FILE=/etc/retention/policies.yaml"):  # fmt: skip
+    for setting in (
+        "HOME=/tmp",
+        "TMPDIR=/tmp",
+        "PYTHONDONTWRITEBYTECODE=1",
+        "RETENTION_POLICY_FILE=/etc/retention/policies.yaml",
+    ):
         assert setting in env
     copies = [args for keyword, args in _dockerfile() if keyword == "COPY"]
     assert any(args.endswith("policies.yaml /etc/retention/policies.yaml") for args in copies)

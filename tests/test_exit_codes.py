@@ -48,15 +48,17 @@ from retention.settings import Settings
 
 META = MetaData()
 ORDERS = Table(
-    "orders", META,
+    "orders",
+    META,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("placed_at", DateTime, nullable=False),
-)  # fmt: skip
+)
 VISITS = Table(
-    "visits", META,
+    "visits",
+    META,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seen_at", DateTime, nullable=False),
-)  # fmt: skip
+)
 RECORDS = audit_tables("retention_audit")[1]
 POLICY = """\
 version: 1
@@ -306,8 +308,9 @@ def test_an_unknown_rule_against_a_database_the_policy_does_not_fit_is_78(
 
 def test_an_unknown_rule_against_an_unreachable_database_is_2(settings: Settings) -> None:
     write_policy(settings.policy_file, POLICY)
-    outcome = cli(settings, "plan", "--rule", "no-such-rule",
-                  url="postgresql+psycopg://u@127.0.0.1:1/x")  # fmt: skip
+    outcome = cli(
+        settings, "plan", "--rule", "no-such-rule", url="postgresql+psycopg://u@127.0.0.1:1/x"
+    )
     assert_clean_failure(outcome, 2)
 
 
@@ -330,11 +333,16 @@ def test_an_unusable_head_file_is_78_before_any_row_is_touched(
 ) -> None:
     build(engine, settings)
     unusable = tmp_path / "no-such-directory" / "heads.txt"
-    outcome = builders.invoke(["run"], {
-        "RETENTION_HASH_KEY": HASH_KEY, "RETENTION_POLICY_FILE": str(settings.policy_file),
-        "RETENTION_DATABASE_URL": settings.database_url.get_secret_value(),
-        "RETENTION_AUDIT_HEAD_FILE": str(unusable),
-    }, catch_exceptions=True)  # fmt: skip
+    outcome = builders.invoke(
+        ["run"],
+        {
+            "RETENTION_HASH_KEY": HASH_KEY,
+            "RETENTION_POLICY_FILE": str(settings.policy_file),
+            "RETENTION_DATABASE_URL": settings.database_url.get_secret_value(),
+            "RETENTION_AUDIT_HEAD_FILE": str(unusable),
+        },
+        catch_exceptions=True,
+    )
     assert_clean_failure(outcome, 78)
     assert "RETENTION_AUDIT_HEAD_FILE" in outcome.stderr
     assert count(engine, ORDERS) == count(engine, VISITS) == 10

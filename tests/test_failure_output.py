@@ -30,9 +30,15 @@ def _cli(tmp_path: Path, args: list[str], **settings: str) -> subprocess.Complet
     policy = tmp_path / "policies.yaml"
     if not policy.exists():
         policy.write_text((ROOT / "policies.yaml").read_text())
-    return subprocess.run([sys.executable, "-m", "retention", *args], cwd=tmp_path,
-                          env=_env(tmp_path, **settings), capture_output=True, text=True,
-                          check=False, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "retention", *args],
+        cwd=tmp_path,
+        env=_env(tmp_path, **settings),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def _json_lines(stream: str) -> list[dict[str, Any]]:
@@ -116,8 +122,12 @@ def test_json_logs_hold_no_console_line(tmp_path: Path, case: str) -> None:
 
 
 def test_a_bad_setting_logs_in_console_format_when_that_is_configured(tmp_path: Path) -> None:
-    done = _cli(tmp_path, ["plan", "--database", _sqlite(tmp_path)],
-                log_format="console", lock_timeout_ms="soon")  # fmt: skip
+    done = _cli(
+        tmp_path,
+        ["plan", "--database", _sqlite(tmp_path)],
+        log_format="console",
+        lock_timeout_ms="soon",
+    )
 
     assert done.returncode == 78
     assert done.stdout == ""

@@ -22,9 +22,22 @@ KEYED = "audit:\n  record_keys: true\n"
 
 def find_cli(settings: Settings, key: str, hash_key: str, *args: str) -> Invocation:
     url = settings.database_url.get_secret_value()
-    return invoke(["audit", "find", "--table", "feedback", "--key", key, *args,
-                   "--database", url, "--policy", str(settings.policy_file)],
-                  env={"RETENTION_HASH_KEY": hash_key})  # fmt: skip
+    return invoke(
+        [
+            "audit",
+            "find",
+            "--table",
+            "feedback",
+            "--key",
+            key,
+            *args,
+            "--database",
+            url,
+            "--policy",
+            str(settings.policy_file),
+        ],
+        env={"RETENTION_HASH_KEY": hash_key},
+    )
 
 
 def removed_under_key_a(settings: Settings, engine: Engine) -> None:

@@ -45,10 +45,13 @@ def make_feedback(engine: Engine, *, due: int = 6, fresh: int = 4) -> Table:
     add_feedback(engine, feedback, range(1, due + 1), OLD)
     add_feedback(engine, feedback, range(due + 1, due + fresh + 1), FRESH)
     with engine.begin() as conn:
-        conn.execute(contacts.insert(), [
-            {"id": 100 + i, "feedback_id": i, "phone": f"1380013800{i}"}
-            for i in range(1, due + fresh + 1)
-        ])  # fmt: skip
+        conn.execute(
+            contacts.insert(),
+            [
+                {"id": 100 + i, "feedback_id": i, "phone": f"1380013800{i}"}
+                for i in range(1, due + fresh + 1)
+            ],
+        )
     return feedback
 
 
@@ -294,9 +297,10 @@ def test_show_sql_has_placeholders_and_never_a_key_a_value_or_the_secret(
     )
     with engine.begin() as conn:
         meta.create_all(conn)
-        conn.execute(tickets.insert(), [
-            {"id": 77310 + i, "owner": "canary-7731", "opened_at": OLD} for i in range(3)
-        ])  # fmt: skip
+        conn.execute(
+            tickets.insert(),
+            [{"id": 77310 + i, "owner": "canary-7731", "opened_at": OLD} for i in range(3)],
+        )
     write_policy(
         settings.policy_file,
         """\

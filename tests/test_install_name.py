@@ -14,10 +14,14 @@ from conftest import ROOT
 
 DIST = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
 # The Dockerfile installs the wheel it built by its path: test_the_image_installs_... below.
-DOCUMENTS = ["README.md", *sorted(
-    str(p.relative_to(ROOT)) for p in [*ROOT.glob("docs/*.md"), *ROOT.glob("deploy/**/*")]
-    if p.is_file()
-)]  # fmt: skip
+DOCUMENTS = [
+    "README.md",
+    *sorted(
+        str(p.relative_to(ROOT))
+        for p in [*ROOT.glob("docs/*.md"), *ROOT.glob("deploy/**/*")]
+        if p.is_file()
+    ),
+]
 # `pip install [options] 'NAME[extras]'`: instructions quote the requirement (the brackets).
 INSTALL = re.compile(r"pip install (?: ?\S+ )*?'([^'\[]+)")
 

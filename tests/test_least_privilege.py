@@ -64,8 +64,15 @@ from sqlalchemy.pool import NullPool
 from retention.demo import create_demo
 from retention.settings import Settings
 
-READ = ("accounts", "tickets", "feedback", "feedback_contacts", "access_log",
-        "marketing_consents", "legal_holds")  # fmt: skip
+READ = (
+    "accounts",
+    "tickets",
+    "feedback",
+    "feedback_contacts",
+    "access_log",
+    "marketing_consents",
+    "legal_holds",
+)
 DELETE = ("feedback", "feedback_contacts", "access_log", "marketing_consents")
 UPDATE = {
     "accounts": ("username", "phone", "email", "qq_number", "wechat_id", "anonymised_at"),
@@ -87,16 +94,20 @@ def grants(backend: str, role: str, database: str, *, lock_columns: bool) -> lis
     """The statements of the module docstring, for ``role``."""
     if backend == "postgresql":
         to = f"TO {role}"
-        statements = [f"GRANT USAGE ON SCHEMA public {to}",
-                      f"GRANT SELECT ON {', '.join(READ)} {to}",
-                      f"GRANT DELETE ON {', '.join(DELETE)} {to}"]  # fmt: skip
+        statements = [
+            f"GRANT USAGE ON SCHEMA public {to}",
+            f"GRANT SELECT ON {', '.join(READ)} {to}",
+            f"GRANT DELETE ON {', '.join(DELETE)} {to}",
+        ]
         statements += [
             f"GRANT UPDATE ({', '.join(cols)}) ON {t} {to}" for t, cols in UPDATE.items()
         ]
         if lock_columns:
             statements.append(f"GRANT UPDATE (id) ON {', '.join(LOCK_ONLY)} {to}")
-        statements += [f"GRANT SELECT, INSERT ON {', '.join(APPEND)} {to}",
-                       f"GRANT SELECT, UPDATE ON {HEAD} {to}"]  # fmt: skip
+        statements += [
+            f"GRANT SELECT, INSERT ON {', '.join(APPEND)} {to}",
+            f"GRANT SELECT, UPDATE ON {HEAD} {to}",
+        ]
         return statements
     to = f"TO '{role}'@'%'"
     statements = [f"GRANT SELECT ON `{database}`.`{t}` {to}" for t in READ]

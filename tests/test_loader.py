@@ -130,10 +130,19 @@ def test_every_test_operator_parses() -> None:
         name: [op for op, _ in t.items()] for name, t in tests.items() if isinstance(t, ColumnTests)
     }
     assert operators == {
-        "a": ["eq"], "b": ["ne"], "c": ["lt"], "d": ["le"], "e": ["gt"], "f": ["ge"],
-        "g": ["in"], "h": ["not_in"], "i": ["is_null"], "j": ["older_than"],
-        "k": ["newer_than"], "l": ["lt", "gt"],
-    }  # fmt: skip
+        "a": ["eq"],
+        "b": ["ne"],
+        "c": ["lt"],
+        "d": ["le"],
+        "e": ["gt"],
+        "f": ["ge"],
+        "g": ["in"],
+        "h": ["not_in"],
+        "i": ["is_null"],
+        "j": ["older_than"],
+        "k": ["newer_than"],
+        "l": ["lt", "gt"],
+    }
     assert tests["m"] == "bare value means equality"
     assert str(dict(tests["j"].items())["older_than"]) == "P3M"
 

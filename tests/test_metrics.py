@@ -109,14 +109,31 @@ def test_observe_counts_rows_per_rule_table_and_action() -> None:
     """Deleted and anonymised rows land in ``retention_rows_total`` under their labels."""
     metrics = Metrics()
     metrics.observe(
-        RunResult("run-1", [rule_result(FEEDBACK_RULE, "done", rows=7),
-                            rule_result(ACCESS_RULE, "partial", rows=3)]),
+        RunResult(
+            "run-1",
+            [
+                rule_result(FEEDBACK_RULE, "done", rows=7),
+                rule_result(ACCESS_RULE, "partial", rows=3),
+            ],
+        ),
         1.5,
-    )  # fmt: skip
-    assert sample(metrics, "retention_rows_total",
-                  rule=FEEDBACK_RULE, table="feedback", action="delete") == 7  # fmt: skip
-    assert sample(metrics, "retention_rows_total",
-                  rule=ACCESS_RULE, table="access_log", action="anonymise") == 3  # fmt: skip
+    )
+    assert (
+        sample(
+            metrics, "retention_rows_total", rule=FEEDBACK_RULE, table="feedback", action="delete"
+        )
+        == 7
+    )
+    assert (
+        sample(
+            metrics,
+            "retention_rows_total",
+            rule=ACCESS_RULE,
+            table="access_log",
+            action="anonymise",
+        )
+        == 3
+    )
 
 
 def test_observe_counts_dependent_rows_per_rule_and_cascade_table() -> None:
@@ -124,8 +141,12 @@ def test_observe_counts_dependent_rows_per_rule_and_cascade_table() -> None:
     metrics = Metrics()
     done = rule_result(FEEDBACK_RULE, "done", rows=7, dependents={"feedback_contacts": 14})
     metrics.observe(RunResult("run-1", [done]), 0.1)
-    assert sample(metrics, "retention_dependent_rows_total",
-                  rule=FEEDBACK_RULE, table="feedback_contacts") == 14  # fmt: skip
+    assert (
+        sample(
+            metrics, "retention_dependent_rows_total", rule=FEEDBACK_RULE, table="feedback_contacts"
+        )
+        == 14
+    )
 
 
 def test_a_done_or_partial_rule_sets_its_last_success_time_and_the_others_do_not() -> None:
@@ -133,13 +154,18 @@ def test_a_done_or_partial_rule_sets_its_last_success_time_and_the_others_do_not
     metrics = Metrics()
     before = time.time()
     metrics.observe(
-        RunResult("run-1", [rule_result(FEEDBACK_RULE, "done"),
-                            rule_result(ACCESS_RULE, "partial"),
-                            rule_result("sessions", "guard_tripped"),
-                            rule_result("tokens", "failed"),
-                            rule_result("uploads", "skipped")]),
+        RunResult(
+            "run-1",
+            [
+                rule_result(FEEDBACK_RULE, "done"),
+                rule_result(ACCESS_RULE, "partial"),
+                rule_result("sessions", "guard_tripped"),
+                rule_result("tokens", "failed"),
+                rule_result("uploads", "skipped"),
+            ],
+        ),
         0.1,
-    )  # fmt: skip
+    )
     after = time.time()
     name = "retention_last_success_timestamp_seconds"
     for rule in (FEEDBACK_RULE, ACCESS_RULE):
@@ -153,10 +179,15 @@ def test_observe_counts_guard_trips_failures_and_skips_per_rule() -> None:
     """Each non-success outcome has its own counter, labelled with the rule alone."""
     metrics = Metrics()
     metrics.observe(
-        RunResult("run-1", [rule_result(FEEDBACK_RULE, "guard_tripped"),
-                            rule_result(ACCESS_RULE, "failed", rows=4)]),
+        RunResult(
+            "run-1",
+            [
+                rule_result(FEEDBACK_RULE, "guard_tripped"),
+                rule_result(ACCESS_RULE, "failed", rows=4),
+            ],
+        ),
         0.1,
-    )  # fmt: skip
+    )
     metrics.observe(RunResult("run-2", [rule_result(ACCESS_RULE, "skipped")]), 0.1)
     assert sample(metrics, "retention_guard_trips_total", rule=FEEDBACK_RULE) == 1
     assert sample(metrics, "retention_guard_trips_total", rule=ACCESS_RULE) is None
@@ -164,8 +195,16 @@ def test_observe_counts_guard_trips_failures_and_skips_per_rule() -> None:
     assert sample(metrics, "retention_rule_skips_total", rule=ACCESS_RULE) == 1
     assert sample(metrics, "retention_rule_skips_total", rule=FEEDBACK_RULE) is None
     # The rows a failed rule committed before failing are still counted.
-    assert sample(metrics, "retention_rows_total",
-                  rule=ACCESS_RULE, table="access_log", action="anonymise") == 4  # fmt: skip
+    assert (
+        sample(
+            metrics,
+            "retention_rows_total",
+            rule=ACCESS_RULE,
+            table="access_log",
+            action="anonymise",
+        )
+        == 4
+    )
 
 
 def test_counters_add_up_over_runs_and_the_duration_is_the_last_runs() -> None:
@@ -173,8 +212,12 @@ def test_counters_add_up_over_runs_and_the_duration_is_the_last_runs() -> None:
     metrics = Metrics()
     metrics.observe(RunResult("run-1", [rule_result(FEEDBACK_RULE, "done", rows=5)]), 2.0)
     metrics.observe(RunResult("run-2", [rule_result(FEEDBACK_RULE, "done", rows=2)]), 0.5)
-    assert sample(metrics, "retention_rows_total",
-                  rule=FEEDBACK_RULE, table="feedback", action="delete") == 7  # fmt: skip
+    assert (
+        sample(
+            metrics, "retention_rows_total", rule=FEEDBACK_RULE, table="feedback", action="delete"
+        )
+        == 7
+    )
     assert sample(metrics, "retention_run_duration_seconds") == 0.5
 
 
@@ -247,16 +290,20 @@ def database(settings: Settings, engine: Engine) -> Settings:
     META.create_all(engine)
     with engine.begin() as conn:
         stamps = [old if i <= DUE else new for i in range(1, ROWS + 1)]
-        conn.execute(insert(FEEDBACK), [
-            {"id": i, "submitted_at": at} for i, at in enumerate(stamps, 1)
-        ])  # fmt: skip
-        conn.execute(insert(CONTACTS), [
-            {"id": 2 * i + k, "feedback_id": i} for i in range(1, ROWS + 1) for k in (0, 1)
-        ])  # fmt: skip
-        conn.execute(insert(ACCESS_LOG), [
-            {"id": i, "logged_at": at, "ip_address": f"203.0.113.{i}"}
-            for i, at in enumerate(stamps, 1)
-        ])  # fmt: skip
+        conn.execute(
+            insert(FEEDBACK), [{"id": i, "submitted_at": at} for i, at in enumerate(stamps, 1)]
+        )
+        conn.execute(
+            insert(CONTACTS),
+            [{"id": 2 * i + k, "feedback_id": i} for i in range(1, ROWS + 1) for k in (0, 1)],
+        )
+        conn.execute(
+            insert(ACCESS_LOG),
+            [
+                {"id": i, "logged_at": at, "ip_address": f"203.0.113.{i}"}
+                for i, at in enumerate(stamps, 1)
+            ],
+        )
     write_policy(settings.policy_file, metrics_policy(max_rows=1_000_000))
     return settings
 
@@ -278,10 +325,22 @@ def retention_run(settings: Settings, **env: str) -> Outcome:
     child = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     child.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json", **env)
     done = subprocess.run(
-        [RETENTION, "run", "--database", settings.database_url.get_secret_value(),
-         "--policy", str(settings.policy_file), "--output", "json"],
-        env=child, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            RETENTION,
+            "run",
+            "--database",
+            settings.database_url.get_secret_value(),
+            "--policy",
+            str(settings.policy_file),
+            "--output",
+            "json",
+        ],
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     logs = []
     for line in done.stderr.splitlines():
         try:
@@ -322,8 +381,10 @@ def test_a_run_writes_its_rows_to_the_metrics_textfile(database: Settings, tmp_p
     found = samples(text)
     assert found[rows_key(FEEDBACK_RULE, "feedback", "delete")] == DUE
     assert found[rows_key(ACCESS_RULE, "access_log", "anonymise")] == DUE
-    dependents = ("retention_dependent_rows_total",
-                  (("rule", FEEDBACK_RULE), ("table", "feedback_contacts")))  # fmt: skip
+    dependents = (
+        "retention_dependent_rows_total",
+        (("rule", FEEDBACK_RULE), ("table", "feedback_contacts")),
+    )
     assert found[dependents] == 2 * DUE
     assert not list(tmp_path.glob("retention.prom.*")), "a temporary file was left behind"
 
@@ -334,8 +395,10 @@ def test_a_run_pushes_its_metrics_to_the_pushgateway(database: Settings, sink: S
     outcome = retention_run(database, RETENTION_PUSHGATEWAY_URL=sink.url)
     assert outcome.code == 0, outcome.stderr
     [push] = sink.requests
-    assert (push.method, push.path) in {("PUT", "/metrics/job/retention"),
-                                        ("POST", "/metrics/job/retention")}  # fmt: skip
+    assert (push.method, push.path) in {
+        ("PUT", "/metrics/job/retention"),
+        ("POST", "/metrics/job/retention"),
+    }
     found = samples(push.body.decode())
     assert found[rows_key(FEEDBACK_RULE, "feedback", "delete")] == DUE
     assert found[rows_key(ACCESS_RULE, "access_log", "anonymise")] == DUE
@@ -442,8 +505,11 @@ def test_a_metrics_textfile_that_cannot_be_written_changes_neither_exit_code_nor
     )
     assert outcome.code == 0, outcome.stderr
     assert sink.paths() == ["/start", "/0"]
-    assert [line["level"] for line in outcome.logs
-            if line.get("event") == "metrics textfile not written"] == ["warning"]  # fmt: skip
+    assert [
+        line["level"]
+        for line in outcome.logs
+        if line.get("event") == "metrics textfile not written"
+    ] == ["warning"]
 
 
 # --- the worker's /metrics endpoint ---------------------------------------------------
@@ -463,15 +529,24 @@ def test_serve_exposes_metrics_over_http_on_the_metrics_port(
     """RETENTION_METRICS_PORT: ``GET /metrics`` answers while the worker runs."""
     port = free_port()
     child = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    child.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json",
-                 RETENTION_METRICS_PORT=str(port))  # fmt: skip
+    child.update(
+        RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json", RETENTION_METRICS_PORT=str(port)
+    )
     err = tmp_path / "serve.log"
     with err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [RETENTION, "serve", "--database", database.database_url.get_secret_value(),
-             "--policy", str(database.policy_file)],
-            env=child, stdout=subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
+            [
+                RETENTION,
+                "serve",
+                "--database",
+                database.database_url.get_secret_value(),
+                "--policy",
+                str(database.policy_file),
+            ],
+            env=child,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
         text = ""
         deadline = time.monotonic() + 20
@@ -485,8 +560,12 @@ def test_serve_exposes_metrics_over_http_on_the_metrics_port(
             time.sleep(0.05)
         assert text, err.read_text(encoding="utf-8")
         families = {family.name for family in text_string_to_metric_families(text)}
-        assert {"retention_rows", "retention_dependent_rows", "retention_rule_failures",
-                "retention_last_success_timestamp_seconds"} <= families  # fmt: skip
+        assert {
+            "retention_rows",
+            "retention_dependent_rows",
+            "retention_rule_failures",
+            "retention_last_success_timestamp_seconds",
+        } <= families
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0, err.read_text(encoding="utf-8")
     finally:

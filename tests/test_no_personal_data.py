@@ -57,51 +57,115 @@ class Planted:
 def plant(conn: Connection) -> Planted:
     """Markers in every personal column of the demo, in rows the policy makes due."""
     meta = MetaData()
-    meta.reflect(conn, only=["accounts", "feedback", "feedback_contacts", "access_log",
-                             "marketing_consents"])  # fmt: skip
+    meta.reflect(
+        conn, only=["accounts", "feedback", "feedback_contacts", "access_log", "marketing_consents"]
+    )
     tables = meta.tables
     old = T - timedelta(days=400)
-    conn.execute(tables["accounts"].insert().values(
-        id=ACCOUNT_ID, username="canary-1-7f3a", phone=PHONE, email="canary-2-7f3a@example.com",
-        qq_number="canary-3-7f3a", wechat_id="canary-4-7f3a", created_at=old,
-        closed_at=T - timedelta(days=60),
-    ))  # fmt: skip
+    conn.execute(
+        tables["accounts"]
+        .insert()
+        .values(
+            id=ACCOUNT_ID,
+            username="canary-1-7f3a",
+            phone=PHONE,
+            email="canary-2-7f3a@example.com",
+            qq_number="canary-3-7f3a",
+            wechat_id="canary-4-7f3a",
+            created_at=old,
+            closed_at=T - timedelta(days=60),
+        )
+    )
     # Anonymous feedback without a ticket, long due: no `unless` and no hold keeps it.
-    early = conn.execute(text(
-        "SELECT id FROM feedback WHERE ticket_id IS NULL AND account_id IS NULL "
-        "AND submitted_at < :due ORDER BY id"
-    ), {"due": T - timedelta(days=120)}).scalars().all()[:2]  # fmt: skip
+    early = (
+        conn.execute(
+            text(
+                "SELECT id FROM feedback WHERE ticket_id IS NULL AND account_id IS NULL "
+                "AND submitted_at < :due ORDER BY id"
+            ),
+            {"due": T - timedelta(days=120)},
+        )
+        .scalars()
+        .all()[:2]
+    )
     assert len(early) == 2
     for n, feedback_id in enumerate(early):
         body = f"canary-5{n}-7f3a: my X12 phone overheats"
         contact = f"canary-6{n}-7f3a@example.org"
-        conn.execute(text("UPDATE feedback SET body = :b WHERE id = :i"),
-                     {"b": body, "i": feedback_id})  # fmt: skip
-        conn.execute(text("UPDATE feedback_contacts SET value = :v WHERE feedback_id = :i"),
-                     {"v": contact, "i": feedback_id})  # fmt: skip
+        conn.execute(
+            text("UPDATE feedback SET body = :b WHERE id = :i"), {"b": body, "i": feedback_id}
+        )
+        conn.execute(
+            text("UPDATE feedback_contacts SET value = :v WHERE feedback_id = :i"),
+            {"v": contact, "i": feedback_id},
+        )
     # Beyond the demo's ids, so its batch comes after batches that succeed.
     failing = 90001
-    conn.execute(tables["feedback"].insert().values(
-        id=failing, account_id=None, ticket_id=None, channel="app",
-        body="canary-12-7f3a: call me back", submitted_at=old,
-    ))  # fmt: skip
-    conn.execute(tables["feedback_contacts"].insert(), [
-        {"id": FAILING_CONTACT_ID, "feedback_id": failing, "kind": "mobile", "value": PHONE},
-        {"id": FAILING_CONTACT_ID + 1, "feedback_id": failing, "kind": "wechat",
-         "value": "canary-7-7f3a"},
-    ])  # fmt: skip
-    conn.execute(tables["access_log"].insert(), [
-        {"id": 900001, "account_id": ACCOUNT_ID, "ip_address": IPS[0], "path": "/help",
-         "user_agent": "canary-10-7f3a Mozilla/5.0", "logged_at": T - timedelta(days=45)},
-        {"id": 900002, "account_id": None, "ip_address": IPS[1], "path": "/help",
-         "user_agent": "canary-11-7f3a Mozilla/5.0", "logged_at": T - timedelta(days=45)},
-        {"id": 900003, "account_id": None, "ip_address": IPS[2], "path": "/help",
-         "user_agent": "canary-13-7f3a Mozilla/5.0", "logged_at": T - timedelta(days=500)},
-    ])  # fmt: skip
-    conn.execute(tables["marketing_consents"].insert().values(
-        id=90001, account_id=ACCOUNT_ID, channel="email", contact="canary-8-7f3a@example.net",
-        given_at=old, withdrawn_at=T - timedelta(days=2),
-    ))  # fmt: skip
+    conn.execute(
+        tables["feedback"]
+        .insert()
+        .values(
+            id=failing,
+            account_id=None,
+            ticket_id=None,
+            channel="app",
+            body="canary-12-7f3a: call me back",
+            submitted_at=old,
+        )
+    )
+    conn.execute(
+        tables["feedback_contacts"].insert(),
+        [
+            {"id": FAILING_CONTACT_ID, "feedback_id": failing, "kind": "mobile", "value": PHONE},
+            {
+                "id": FAILING_CONTACT_ID + 1,
+                "feedback_id": failing,
+                "kind": "wechat",
+                "value": "canary-7-7f3a",
+            },
+        ],
+    )
+    conn.execute(
+        tables["access_log"].insert(),
+        [
+            {
+                "id": 900001,
+                "account_id": ACCOUNT_ID,
+                "ip_address": IPS[0],
+                "path": "/help",
+                "user_agent": "canary-10-7f3a Mozilla/5.0",
+                "logged_at": T - timedelta(days=45),
+            },
+            {
+                "id": 900002,
+                "account_id": None,
+                "ip_address": IPS[1],
+                "path": "/help",
+                "user_agent": "canary-11-7f3a Mozilla/5.0",
+                "logged_at": T - timedelta(days=45),
+            },
+            {
+                "id": 900003,
+                "account_id": None,
+                "ip_address": IPS[2],
+                "path": "/help",
+                "user_agent": "canary-13-7f3a Mozilla/5.0",
+                "logged_at": T - timedelta(days=500),
+            },
+        ],
+    )
+    conn.execute(
+        tables["marketing_consents"]
+        .insert()
+        .values(
+            id=90001,
+            account_id=ACCOUNT_ID,
+            channel="email",
+            contact="canary-8-7f3a@example.net",
+            given_at=old,
+            withdrawn_at=T - timedelta(days=2),
+        )
+    )
     return Planted(tuple(early), failing)
 
 
@@ -109,30 +173,38 @@ def install_failing_trigger(conn: Connection) -> None:
     """Deleting the one contact raises an error whose message quotes its value."""
     backend = conn.dialect.name
     if backend == "postgresql":
-        conn.execute(text(
-            "CREATE FUNCTION refuse_contact() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"IF OLD.id = {FAILING_CONTACT_ID} THEN "
-            "RAISE EXCEPTION 'refusing to delete contact %', OLD.value; END IF; "
-            "RETURN OLD; END $$"
-        ))  # fmt: skip
-        conn.execute(text(
-            "CREATE TRIGGER refuse_contact BEFORE DELETE ON feedback_contacts "
-            "FOR EACH ROW EXECUTE FUNCTION refuse_contact()"
-        ))  # fmt: skip
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_contact() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF OLD.id = {FAILING_CONTACT_ID} THEN "
+                "RAISE EXCEPTION 'refusing to delete contact %', OLD.value; END IF; "
+                "RETURN OLD; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_contact BEFORE DELETE ON feedback_contacts "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_contact()"
+            )
+        )
     elif backend == "mysql":
-        conn.execute(text(
-            "CREATE TRIGGER refuse_contact BEFORE DELETE ON feedback_contacts FOR EACH ROW "
-            "BEGIN DECLARE msg VARCHAR(255); "
-            f"IF OLD.id = {FAILING_CONTACT_ID} THEN "
-            "SET msg = CONCAT('refusing to delete contact ', OLD.value); "
-            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = msg; END IF; END"
-        ))  # fmt: skip
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_contact BEFORE DELETE ON feedback_contacts FOR EACH ROW "
+                "BEGIN DECLARE msg VARCHAR(255); "
+                f"IF OLD.id = {FAILING_CONTACT_ID} THEN "
+                "SET msg = CONCAT('refusing to delete contact ', OLD.value); "
+                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = msg; END IF; END"
+            )
+        )
     else:
-        conn.execute(text(
-            "CREATE TRIGGER refuse_contact BEFORE DELETE ON feedback_contacts FOR EACH ROW "
-            f"WHEN OLD.id = {FAILING_CONTACT_ID} "
-            f"BEGIN SELECT RAISE(ABORT, 'refusing to delete contact {PHONE}'); END"
-        ))  # fmt: skip
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_contact BEFORE DELETE ON feedback_contacts FOR EACH ROW "
+                f"WHEN OLD.id = {FAILING_CONTACT_ID} "
+                f"BEGIN SELECT RAISE(ABORT, 'refusing to delete contact {PHONE}'); END"
+            )
+        )
 
 
 def leaks(where: str, content: str) -> list[str]:
@@ -188,8 +260,13 @@ def test_no_personal_value_reaches_the_log_its_exports_or_the_output(
     env = {**os.environ, **cli_env(settings)}
     done = subprocess.run(
         [sys.executable, "-m", "retention", "run", "--output", "json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
     # The run did what it had to, so the markers really went through it.
     assert done.returncode == 1, done.stderr
@@ -204,9 +281,11 @@ def test_no_personal_value_reaches_the_log_its_exports_or_the_output(
         ).one()
         consents = conn.execute(text("SELECT count(*) FROM marketing_consents WHERE id = 90001"))
         assert consents.scalar_one() == 0
-        visits: dict[int, str] = dict(conn.execute(text(
-            "SELECT id, ip_address FROM access_log WHERE id IN (900001, 900002, 900003)"
-        )).all())  # fmt: skip
+        visits: dict[int, str] = dict(
+            conn.execute(
+                text("SELECT id, ip_address FROM access_log WHERE id IN (900001, 900002, 900003)")
+            ).all()
+        )
     assert visits == {900001: "198.51.100.0", 900002: "203.0.113.0"}
     assert feedback.isdisjoint(planted.removed_feedback)
     assert planted.failing_feedback in feedback
@@ -219,13 +298,16 @@ def test_no_personal_value_reaches_the_log_its_exports_or_the_output(
 
     # The failure is recorded as a class and a code, nothing of the message.
     with engine.connect() as conn:
-        (failed,) = conn.execute(text(
-            "SELECT row_count, details FROM retention_audit WHERE event = 'rule_failed'"
-        )).all()  # fmt: skip
-        batches = conn.execute(text(
-            "SELECT count(*), sum(row_count) FROM retention_audit WHERE event = 'batch' "
-            "AND rule = :r"
-        ), {"r": RULE}).one()  # fmt: skip
+        (failed,) = conn.execute(
+            text("SELECT row_count, details FROM retention_audit WHERE event = 'rule_failed'")
+        ).all()
+        batches = conn.execute(
+            text(
+                "SELECT count(*), sum(row_count) FROM retention_audit WHERE event = 'batch' "
+                "AND rule = :r"
+            ),
+            {"r": RULE},
+        ).one()
     details = json.loads(failed.details)
     assert set(details) == {"error", "batches"}
     assert re.fullmatch(r"[A-Za-z_]\w*( \(\w+\))?", details["error"]), details["error"]

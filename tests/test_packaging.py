@@ -68,13 +68,26 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for source in sources:
         origin = ROOT / source
         if origin.is_dir():
-            shutil.copytree(origin, context / source,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+            shutil.copytree(
+                origin, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         else:
             shutil.copy2(origin, context / source)
     dist = tmp_path_factory.mktemp("dist")
-    built = _run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
-                  "--no-deps", "-w", str(dist), str(context)])  # fmt: skip
+    built = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-w",
+            str(dist),
+            str(context),
+        ]
+    )
     assert built.returncode == 0, built.stderr
     (found,) = dist.glob(f"{WHEEL_STEM}-*.whl")
     return found
@@ -92,10 +105,22 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("venv") / "venv"
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(home)])
     assert made.returncode == 0, made.stderr
-    installed = _run([sys.executable, "-m", "pip", "--python", str(home / "bin" / "python"),
-                      "install", "-q", "--disable-pip-version-check", "--no-compile",
-                      "--find-links", str(wheel.parent),
-                      f"{DIST}{EXTRAS}=={PROJECT['version']}"])  # fmt: skip
+    installed = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(home / "bin" / "python"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--find-links",
+            str(wheel.parent),
+            f"{DIST}{EXTRAS}=={PROJECT['version']}",
+        ]
+    )
     assert installed.returncode == 0, installed.stderr
     return home
 
@@ -198,8 +223,11 @@ def test_the_installed_schema_command_prints_a_json_schema(venv: Path, tmp_path:
 def test_the_installed_command_validates_the_shipped_policy_offline(
     venv: Path, tmp_path: Path
 ) -> None:
-    checked = _run(["retention", "validate", "--offline", "--policy", str(ROOT / "policies.yaml")],
-                   cwd=tmp_path, env=_env(tmp_path, venv))  # fmt: skip
+    checked = _run(
+        ["retention", "validate", "--offline", "--policy", str(ROOT / "policies.yaml")],
+        cwd=tmp_path,
+        env=_env(tmp_path, venv),
+    )
     assert checked.returncode == 0, checked.stderr
     assert "rules valid" in checked.stdout
 
@@ -238,18 +266,39 @@ def test_a_run_writes_nothing_outside_its_databases_directory(demo_run: DemoRun)
 
 
 def test_a_second_installed_run_changes_nothing(demo_run: DemoRun) -> None:
-    again = _run(["retention", "run", "--output", "json", "--policy", str(demo_run.policy),
-                  "--database", demo_run.database], cwd=demo_run.scratch / "work",
-                 env=demo_run.env)  # fmt: skip
+    again = _run(
+        [
+            "retention",
+            "run",
+            "--output",
+            "json",
+            "--policy",
+            str(demo_run.policy),
+            "--database",
+            demo_run.database,
+        ],
+        cwd=demo_run.scratch / "work",
+        env=demo_run.env,
+    )
     assert again.returncode == 0, again.stderr
     rules = json.loads(again.stdout)["rules"]
     assert sum(rule.get("deleted", 0) + rule.get("anonymised", 0) for rule in rules) == 0
 
 
 def test_the_installed_audit_verify_accepts_the_runs_log(demo_run: DemoRun) -> None:
-    verified = _run(["retention", "audit", "verify", "--policy", str(demo_run.policy),
-                     "--database", demo_run.database], cwd=demo_run.scratch / "work",
-                    env=demo_run.env)  # fmt: skip
+    verified = _run(
+        [
+            "retention",
+            "audit",
+            "verify",
+            "--policy",
+            str(demo_run.policy),
+            "--database",
+            demo_run.database,
+        ],
+        cwd=demo_run.scratch / "work",
+        env=demo_run.env,
+    )
     assert verified.returncode == 0, verified.stderr
     assert "audit log verified" in verified.stdout
 

@@ -384,5 +384,11 @@ def test_a_visitor_returning_false_skips_what_is_below_the_node(policy: Policy) 
         return node.kind is not NodeKind.RULE
 
     walk(policy, visit)
-    assert seen == [("holds",), ("holds", "active"), ("rules", 0), ("rules", 1), ("rules", 2),
-                    ("rules", 3)]  # fmt: skip
+    assert seen == [
+        ("holds",),
+        ("holds", "active"),
+        ("rules", 0),
+        ("rules", 1),
+        ("rules", 2),
+        ("rules", 3),
+    ]

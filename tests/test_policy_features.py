@@ -172,8 +172,9 @@ def test_text_tests_need_a_text_column(settings: Settings, media: Any) -> None:
 
 def test_plan_and_run_report_the_pinned_reading(settings: Settings, media: Any) -> None:
     policy(settings, {"accessed_ms": {"older_than": "P90D", "unit": "milliseconds"}})
-    planned = invoke(["plan", "--output", "json", "--now", "2026-06-01T14:00:00+02:00"],
-                     env(settings))  # fmt: skip
+    planned = invoke(
+        ["plan", "--output", "json", "--now", "2026-06-01T14:00:00+02:00"], env(settings)
+    )
     assert planned.exit_code == 0, planned.output
     data = json.loads(planned.stdout)
     assert data["now"] == "2026-06-01T12:00:00Z"
@@ -215,9 +216,16 @@ def test_a_malformed_now_is_a_usage_error(settings: Settings, media: Any) -> Non
 def test_a_disabled_rule_is_checked_offline_only(settings: Settings, media: Any) -> None:
     parked = {"name": "later", "table": "not_yet_created", "clock": "at", "after": "P1D"}
     rule = {"name": "media", "table": "media", "clock": "created_at", "after": "P1D"}
-    write_policy(settings.policy_file, {"version": 1, "rules": [
-        rule | {"action": "delete"}, parked | {"action": "delete", "enabled": False},
-    ]})  # fmt: skip
+    write_policy(
+        settings.policy_file,
+        {
+            "version": 1,
+            "rules": [
+                rule | {"action": "delete"},
+                parked | {"action": "delete", "enabled": False},
+            ],
+        },
+    )
     text = invoke(["validate"], env(settings))
     assert text.exit_code == 0, text.output
     assert "rule 'later' is disabled: checked offline only" in text.stdout
@@ -225,7 +233,14 @@ def test_a_disabled_rule_is_checked_offline_only(settings: Settings, media: Any)
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["parked"] == ["later"]
     # The model still checks it (stage 1-2).
-    write_policy(settings.policy_file, {"version": 1, "rules": [
-        rule | {"action": "delete"}, parked | {"action": "erase", "enabled": False},
-    ]})  # fmt: skip
+    write_policy(
+        settings.policy_file,
+        {
+            "version": 1,
+            "rules": [
+                rule | {"action": "delete"},
+                parked | {"action": "erase", "enabled": False},
+            ],
+        },
+    )
     assert invoke(["validate"], env(settings)).exit_code == CONFIG_ERROR

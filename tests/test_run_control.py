@@ -82,12 +82,11 @@ def build(
     ids = range(1, rows + 1)
     META.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(insert(TICKETS), [
-            {"id": i, "closed_at": old if is_due(i) else new, "note": f"note-{i}"} for i in ids
-        ])  # fmt: skip
-        conn.execute(insert(VISITS), [
-            {"id": i, "seen_at": old if is_due(i) else new} for i in ids
-        ])  # fmt: skip
+        conn.execute(
+            insert(TICKETS),
+            [{"id": i, "closed_at": old if is_due(i) else new, "note": f"note-{i}"} for i in ids],
+        )
+        conn.execute(insert(VISITS), [{"id": i, "seen_at": old if is_due(i) else new} for i in ids])
     policy = POLICY.format(batch_size=batch_size, sleep=sleep)
     write_policy(settings.policy_file, policy)
     return {i for i in ids if not is_due(i)}
@@ -220,11 +219,19 @@ def test_sigterm_finishes_the_batch_records_the_interruption_and_exits_75(
     keep = build(engine, settings, 100, batch_size=5, sleep=0.2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     env.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json")
-    command = [str(ROOT / ".venv" / "bin" / "retention"), "run",
-               "--database", settings.database_url.get_secret_value(),
-               "--policy", str(settings.policy_file), "--output", "json"]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    command = [
+        str(ROOT / ".venv" / "bin" / "retention"),
+        "run",
+        "--database",
+        settings.database_url.get_secret_value(),
+        "--policy",
+        str(settings.policy_file),
+        "--output",
+        "json",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for(lambda: batch_records(engine), seconds=30)
         proc.send_signal(signal.SIGTERM)

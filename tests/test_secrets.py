@@ -67,19 +67,28 @@ def _with_secrets(url: str) -> str:
 
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "retention", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, check=False, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "retention", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    env.update({
-        "RETENTION_LOG_FORMAT": "json",
-        "RETENTION_HASH_KEY": HASH_KEY,
-        "RETENTION_PING_URL": f"http://127.0.0.1:9/ping/{SECRETS['ping_token']}",
-        "HOME": str(tmp_path),
-        "PYTHONPATH": str(ROOT),
-    })  # fmt: skip
+    env.update(
+        {
+            "RETENTION_LOG_FORMAT": "json",
+            "RETENTION_HASH_KEY": HASH_KEY,
+            "RETENTION_PING_URL": f"http://127.0.0.1:9/ping/{SECRETS['ping_token']}",
+            "HOME": str(tmp_path),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 

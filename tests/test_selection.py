@@ -176,10 +176,17 @@ def item_rows(case_no: int) -> list[dict[str, Any]]:
         (4, "pending", 10, now - timedelta(days=40), 1),
     ]
     return [
-        {"id": case_no * 10 + row, "case_no": case_no, "status": status, "score": score,
-         "seen_at": seen_at, "owner_id": owner_id, "created_at": OLD}
+        {
+            "id": case_no * 10 + row,
+            "case_no": case_no,
+            "status": status,
+            "score": score,
+            "seen_at": seen_at,
+            "owner_id": owner_id,
+            "created_at": OLD,
+        }
         for row, status, score, seen_at, owner_id in rows
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
@@ -679,8 +686,13 @@ def test_cascades_handle_exactly_the_dependents_of_removed_rows(
     assert ids(engine, items) == {12, 13, 15}
     assert column_values(engine, notes, "item_id", "line") == [(12, 1), (13, 1), (15, 1)]
     assert column_values(engine, shipments, "id", "order_id") == [
-        (20, None), (21, 2), (22, 3), (23, None), (24, 5), (25, None),
-    ]  # fmt: skip
+        (20, None),
+        (21, 2),
+        (22, 3),
+        (23, None),
+        (24, 5),
+        (25, None),
+    ]
     assert column_values(engine, logs, "id", "ip", "agent") == [
         (30, "hidden", None),
         (31, "hidden", None),
@@ -1237,16 +1249,34 @@ def test_a_second_run_right_after_the_first_changes_nothing_and_reports_zero_row
                 {"id": 3, "ip": "203.0.113.5", "token": "t3", "seen_at": RECENT},
             ],
             people: [
-                {"id": 1, "phone": "555-1", "name": "Ann", "country": "DE", "email": "zoë@例え.jp",
-                 "joined_at": OLD},
-                {"id": 2, "phone": None, "name": "Bob", "country": "XX", "email": None,
-                 "joined_at": OLD},
+                {
+                    "id": 1,
+                    "phone": "555-1",
+                    "name": "Ann",
+                    "country": "DE",
+                    "email": "zoë@例え.jp",
+                    "joined_at": OLD,
+                },
+                {
+                    "id": 2,
+                    "phone": None,
+                    "name": "Bob",
+                    "country": "XX",
+                    "email": None,
+                    "joined_at": OLD,
+                },
                 {"id": 3, **done, "email": "anon-already", "joined_at": OLD},
-                {"id": 4, "phone": "555-4", "name": "Di", "country": "FR", "email": "d@x.org",
-                 "joined_at": RECENT},
+                {
+                    "id": 4,
+                    "phone": "555-4",
+                    "name": "Di",
+                    "country": "FR",
+                    "email": "d@x.org",
+                    "joined_at": RECENT,
+                },
             ],
         },
-    )  # fmt: skip
+    )
     write_policy(
         settings.policy_file,
         selection_policy("""\
@@ -1296,7 +1326,9 @@ def test_a_second_run_right_after_the_first_changes_nothing_and_reports_zero_row
     assert plan == {"sessions": 0, "visits": 0, "people": 0}
     second = api.run(settings, now=NOW + timedelta(seconds=1)).rules
     assert {r.rule: (r.rows, r.batches) for r in second} == {
-        "sessions": (0, 0), "visits": (0, 0), "people": (0, 0),
-    }  # fmt: skip
+        "sessions": (0, 0),
+        "visits": (0, 0),
+        "people": (0, 0),
+    }
     assert snapshot(engine, sessions, visits, people) == after_first
     api.verify(settings)

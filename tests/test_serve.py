@@ -121,9 +121,10 @@ def build(engine: Engine, events: int, sessions: int = 40) -> None:
         for table, rows in ((EVENTS, events), (SESSIONS, sessions)):
             if not rows:
                 continue
-            conn.execute(insert(table), [
-                {"id": i, "created_at": old if is_due(i) else new} for i in range(1, rows + 1)
-            ])  # fmt: skip
+            conn.execute(
+                insert(table),
+                [{"id": i, "created_at": old if is_due(i) else new} for i in range(1, rows + 1)],
+            )
 
 
 def due_count(rows: int) -> int:
@@ -213,8 +214,11 @@ class Serve:
         with err.open("wb") as stderr:
             proc = subprocess.Popen(
                 [RETENTION, "serve", "--database", database, "--policy", str(policy)],
-                cwd=workdir, env=child_env(**env), stdout=subprocess.DEVNULL, stderr=stderr,
-            )  # fmt: skip
+                cwd=workdir,
+                env=child_env(**env),
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         return cls(proc, Logs(err), database, policy, env)
 
     def scrape(self) -> str:
@@ -312,8 +316,9 @@ def test_a_rule_runs_on_its_own_schedule_or_else_on_the_default_one(tmp_path: Pa
 def test_disabled_rules_and_rules_without_any_schedule_get_no_job(tmp_path: Path) -> None:
     """``enabled: false`` and no schedule anywhere both mean: not scheduled."""
     assert [name for name, _ in scheduled_rules(unit_policy(tmp_path))] == [
-        "own-schedule", "default-schedule"
-    ]  # fmt: skip
+        "own-schedule",
+        "default-schedule",
+    ]
     assert scheduled_rules(unit_policy(tmp_path, default_schedule=None)) == [
         ("own-schedule", "30 2 * * 1")
     ]
@@ -564,8 +569,9 @@ class Minute:
                 workdir / "policies.yaml", serve_policy(batch_size=5, sleep=0.08)
             )
             port = str(free_port())
-            self.serve = Serve.start(self.database, self.policy, workdir,
-                                     RETENTION_METRICS_PORT=port)  # fmt: skip
+            self.serve = Serve.start(
+                self.database, self.policy, workdir, RETENTION_METRICS_PORT=port
+            )
         except Exception as exc:
             self.error = exc
 
@@ -581,10 +587,23 @@ class Minute:
         self.cron_out = self.serve.logs.path.with_suffix(".cron.json")
         with self.cron_out.open("wb") as out, self.cron_out.with_suffix(".err").open("wb") as err:
             self.cron = subprocess.Popen(
-                [RETENTION, "run", "--database", self.database, "--policy", str(self.policy),
-                 "--rule", EVENTS_RULE, "--output", "json"],
-                cwd=self.policy.parent, env=child_env(), stdout=out, stderr=err,
-            )  # fmt: skip
+                [
+                    RETENTION,
+                    "run",
+                    "--database",
+                    self.database,
+                    "--policy",
+                    str(self.policy),
+                    "--rule",
+                    EVENTS_RULE,
+                    "--output",
+                    "json",
+                ],
+                cwd=self.policy.parent,
+                env=child_env(),
+                stdout=out,
+                stderr=err,
+            )
 
     def finish(self) -> None:
         """Wait for both scheduled runs and the cron run, scrape /metrics, then SIGTERM."""
@@ -627,7 +646,8 @@ class DoubleTerm:
         url = f"sqlite:///{workdir / 'double.db'}"
         self.engine = create_engine(url)
         build(self.engine, 60, 0)
-        # 1.5 s between batches: the second signal comes while the first still waits.
+        # 1.5 s between batches; the second signal comes 0.2 s after the first, while the
+        # worker is stopping or already exiting: either way it changes nothing.
         policy = write_policy(workdir / "policies.yaml", serve_policy(batch_size=5, sleep=1.5))
         self.serve = Serve.start(url, policy, workdir)
 
@@ -822,8 +842,10 @@ def test_the_workers_metrics_endpoint_counts_the_rows_of_its_scheduled_runs(
 ) -> None:
     """``/metrics`` carries each rule's rows as a counter with rule, table and action."""
     samples = metric_samples(minute.metrics)
-    key = ("retention_rows_total", (("action", "delete"), ("rule", SESSIONS_RULE),
-                                    ("table", "sessions")))  # fmt: skip
+    key = (
+        "retention_rows_total",
+        (("action", "delete"), ("rule", SESSIONS_RULE), ("table", "sessions")),
+    )
     assert samples[key] == due_count(SESSION_ROWS)
     assert ("retention_last_success_timestamp_seconds", (("rule", SESSIONS_RULE),)) in samples
 

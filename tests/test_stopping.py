@@ -31,10 +31,11 @@ from retention.settings import Settings
 
 META = MetaData()
 TICKETS = Table(
-    "tickets", META,
+    "tickets",
+    META,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("closed_at", DateTime, nullable=False),
-)  # fmt: skip
+)
 RECORDS = audit_tables("retention_audit")[1]
 POLICY = """\
 version: 1
@@ -127,11 +128,19 @@ def test_sigterm_during_a_rule_s_sleep_ends_the_run_within_a_second(
     build(engine, settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     env.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json")
-    command = [str(ROOT / ".venv" / "bin" / "retention"), "run",
-               "--database", settings.database_url.get_secret_value(),
-               "--policy", str(settings.policy_file), "--output", "json"]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    command = [
+        str(ROOT / ".venv" / "bin" / "retention"),
+        "run",
+        "--database",
+        settings.database_url.get_secret_value(),
+        "--policy",
+        str(settings.policy_file),
+        "--output",
+        "json",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for(lambda: batches(engine) >= 1, seconds=30)
         time.sleep(0.3)  # well into the 20 s sleep
@@ -161,11 +170,22 @@ def test_a_non_finite_max_runtime_never_starts_a_run(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     env.update(RETENTION_HASH_KEY=HASH_KEY)
     done = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "retention"), "run", "--max-runtime", value,
-         "--database", settings.database_url.get_secret_value(),
-         "--policy", str(settings.policy_file)],
-        env=env, capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        [
+            str(ROOT / ".venv" / "bin" / "retention"),
+            "run",
+            "--max-runtime",
+            value,
+            "--database",
+            settings.database_url.get_secret_value(),
+            "--policy",
+            str(settings.policy_file),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stderr
     assert batches(engine) == 0
 

@@ -46,8 +46,21 @@ def details_of(engine: Engine, seq: int) -> str:
 
 def report_json(settings: Settings, out: Path, *args: str) -> Invocation:
     url = settings.database_url.get_secret_value()
-    return invoke(["audit", "report", "--format", "json", "--output", str(out), *args,
-                   "--database", url, "--policy", str(settings.policy_file)])  # fmt: skip
+    return invoke(
+        [
+            "audit",
+            "report",
+            "--format",
+            "json",
+            "--output",
+            str(out),
+            *args,
+            "--database",
+            url,
+            "--policy",
+            str(settings.policy_file),
+        ]
+    )
 
 
 def assert_broken_at(settings: Settings, tmp_path: Path, seq: int, words: str) -> None:
@@ -104,9 +117,15 @@ def test_a_chain_longer_than_the_head_read_before_it_verifies() -> None:
     """A run appending between reading the head and the records makes the chain longer."""
     rows, prev = [], ZERO
     for seq in (1, 2):
-        row: dict[str, Any] = {"seq": seq, "run_id": "r", "at": "2026-01-01 00:00:00.000000",
-                               "event": "batch", "policy_sha256": "p", "version": "1",
-                               "prev_hash": prev}  # fmt: skip
+        row: dict[str, Any] = {
+            "seq": seq,
+            "run_id": "r",
+            "at": "2026-01-01 00:00:00.000000",
+            "event": "batch",
+            "policy_sha256": "p",
+            "version": "1",
+            "prev_hash": prev,
+        }
         row["hash"] = prev = record_hash(prev, {**row, "at": datetime(2026, 1, 1)})
         rows.append(row)
     verified = verify_records(rows, stored_head=(1, rows[0]["hash"]))
@@ -183,8 +202,11 @@ def test_reformatted_dependents_are_tampering(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     seven_records(settings, engine)
-    tamper(engine, "UPDATE retention_audit SET dependents = :d WHERE seq = 2",
-           d='{"feedback_contacts": 1}')  # fmt: skip
+    tamper(
+        engine,
+        "UPDATE retention_audit SET dependents = :d WHERE seq = 2",
+        d='{"feedback_contacts": 1}',
+    )
 
     assert_broken_at(settings, tmp_path, 2, "canonical form")
 

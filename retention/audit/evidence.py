@@ -89,5 +89,6 @@ def check_heads(
     if expected is None:
         return HeadsCheck(heads_file, len(distinct), len(distinct & present))
     matches = verification.ok and verification.head == expected
-    return HeadsCheck(heads_file, len(distinct), len(distinct & present), expected, matches,
-                      expected in present)  # fmt: skip
+    return HeadsCheck(
+        heads_file, len(distinct), len(distinct & present), expected, matches, expected in present
+    )

@@ -70,8 +70,9 @@ def removed_key_digest(hash_key: bytes, table: str, key_values: Sequence[Any]) -
     ``table`` is the table's full name as the audit record names it (``support.feedback``);
     the key's values are compared as text, so ``42`` and ``"42"`` are the same key.
     """
-    message = json.dumps([table, [str(v) for v in key_values]], separators=(",", ":"),
-                         ensure_ascii=False)  # fmt: skip
+    message = json.dumps(
+        [table, [str(v) for v in key_values]], separators=(",", ":"), ensure_ascii=False
+    )
     return hmac.new(hash_key, message.encode(), hashlib.sha256).hexdigest()
 
 

@@ -167,8 +167,9 @@ class Report:
         self.records += 1
         self.first_at = self.first_at or at
         self.last_at = at
-        seen = self.policies.setdefault(record["policy_sha256"],
-                                        PolicySeen(record["policy_sha256"], at, at))  # fmt: skip
+        seen = self.policies.setdefault(
+            record["policy_sha256"], PolicySeen(record["policy_sha256"], at, at)
+        )
         seen.last = at
         seen.runs.add(run_id)
         run = self.runs.setdefault(run_id, RunTally(run_id))
@@ -223,8 +224,15 @@ class Report:
                 one.note = str(details.get("reason", ""))
             if event in ("guard_tripped", "rule_failed"):
                 tally.day_trouble.add(day)
-                tally.events.append({"event": event, "at": iso(at), "run_id": run.run_id,
-                                     "seq": record["seq"], "details": details})  # fmt: skip
+                tally.events.append(
+                    {
+                        "event": event,
+                        "at": iso(at),
+                        "run_id": run.run_id,
+                        "seq": record["seq"],
+                        "details": details,
+                    }
+                )
 
 
 def build_report(
@@ -242,9 +250,16 @@ def build_report(
 ) -> Report:
     """Tally the period's records; rules of the policy with no record still appear."""
     report = Report(
-        generated_at, since, until, database, audit_table, policy_path, policy_sha256,
-        verification, {info.name: RuleTally(info.name, info) for info in rules},
-    )  # fmt: skip
+        generated_at,
+        since,
+        until,
+        database,
+        audit_table,
+        policy_path,
+        policy_sha256,
+        verification,
+        {info.name: RuleTally(info.name, info) for info in rules},
+    )
     for record in records:
         report.add(record)
     return report
@@ -276,10 +291,17 @@ def certificate(
     tolerant = not verification.ok
     with closing(iter_records(conn, table, since=since, until=until, tolerant=tolerant)) as records:
         report = build_report(
-            records, policy_path=loaded.path, policy_sha256=loaded.sha256,
-            rules=rule_infos(loaded.policy), verification=verification, database=database,
-            audit_table=table, since=since, until=until, generated_at=now,
-        )  # fmt: skip
+            records,
+            policy_path=loaded.path,
+            policy_sha256=loaded.sha256,
+            rules=rule_infos(loaded.policy),
+            verification=verification,
+            database=database,
+            audit_table=table,
+            since=since,
+            until=until,
+            generated_at=now,
+        )
     report.heads = heads
     report.oldest_kept = dict(oldest_kept or {})
     return report
@@ -312,8 +334,14 @@ def rule_rows(tally: RuleTally) -> list[dict[str, Any]]:
         for name, count in run.dependents.items():
             dependents[name] = dependents.get(name, 0) + count
     own = sum(r.rows for r in tally.runs.values())
-    out = [{"table": tally.table or (info.table if info else None), "dependent": False,
-            "action": VERBS.get(action, action), "rows": own}]  # fmt: skip
+    out = [
+        {
+            "table": tally.table or (info.table if info else None),
+            "dependent": False,
+            "action": VERBS.get(action, action),
+            "rows": own,
+        }
+    ]
     for name, count in dependents.items():
         how = (info.cascade_actions if info else {}).get(name, "")
         verb = VERBS.get(how, "removed with their parent rows")
@@ -359,10 +387,15 @@ def report_data(report: Report) -> dict[str, Any]:
             tables[key] = tables.get(key, 0) + row["rows"]
     stored = {"seq": v.stored_head[0], "hash": v.stored_head[1]} if v.stored_head else None
     policies = [
-        {"sha256": p.sha256, "first_seen": iso(p.first), "last_seen": iso(p.last),
-         "runs": len(p.runs), "current": p.sha256 == report.policy_sha256}
+        {
+            "sha256": p.sha256,
+            "first_seen": iso(p.first),
+            "last_seen": iso(p.last),
+            "runs": len(p.runs),
+            "current": p.sha256 == report.policy_sha256,
+        }
         for p in report.policies.values()
-    ]  # fmt: skip
+    ]
     return {
         "title": "Certificate of deletion",
         "generated_at": iso(report.generated_at),

@@ -125,8 +125,10 @@ def chart_svg(data: dict[str, Any]) -> str:
             'stroke="#ccc" stroke-width="0.5"/>'
         )
         if not ran:
-            out.append(f'<text x="{width / 2:.0f}" y="{base - 12:.1f}" text-anchor="middle" '
-                       'fill="#b00020">no run in this period</text>')  # fmt: skip
+            out.append(
+                f'<text x="{width / 2:.0f}" y="{base - 12:.1f}" text-anchor="middle" '
+                'fill="#b00020">no run in this period</text>'
+            )
         for i in sorted(ran):
             x, count = pad + i * slot, rows.get(i, 0)
             # A log scale: the first run's backlog must not flatten the nightly rhythm.
@@ -211,18 +213,36 @@ def _rule_section(rule: dict[str, Any]) -> str:
     parts.append(_columns(rule))
     parts.append(_oldest(rule))
     runs = [
-        [_t(r["at"]), r["run_id"][:8], _t(r["cutoff"]), r["outcome"], r["rows"],
-         ", ".join(f"{t}: {n}" for t, n in r["dependents"].items()),
-         r["kept_unless"], r["kept_holds"], r["note"]]
+        [
+            _t(r["at"]),
+            r["run_id"][:8],
+            _t(r["cutoff"]),
+            r["outcome"],
+            r["rows"],
+            ", ".join(f"{t}: {n}" for t, n in r["dependents"].items()),
+            r["kept_unless"],
+            r["kept_holds"],
+            r["note"],
+        ]
         for r in rule["runs"]
-    ]  # fmt: skip
-    head = ["At (UTC)", "Run", "Cutoff", "Outcome", "Rows", "Dependents", "Kept by unless",
-            "Kept by holds", "Note"]  # fmt: skip
+    ]
+    head = [
+        "At (UTC)",
+        "Run",
+        "Cutoff",
+        "Outcome",
+        "Rows",
+        "Dependents",
+        "Kept by unless",
+        "Kept by holds",
+        "Note",
+    ]
     parts.append(_table(head, runs, [4, 6, 7]) if runs else "<p>No run in this period.</p>")
     for title, key in (("Guard trips", "guard_trips"), ("Failures", "failures")):
         if rule[key]:
-            events = [[_t(e["at"]), e["seq"], e["run_id"][:8], _details(e["details"])]
-                      for e in rule[key]]  # fmt: skip
+            events = [
+                [_t(e["at"]), e["seq"], e["run_id"][:8], _details(e["details"])] for e in rule[key]
+            ]
             parts.append(f"<p><strong>{title}</strong></p>")
             parts.append(_table(["At (UTC)", "Record", "Run", "Details"], events))
     return "".join(parts) + "</section>"
@@ -263,10 +283,13 @@ def _columns(rule: dict[str, Any]) -> str:
     if not rule["columns"]:
         return ""
     rows = [
-        [f"{c['table']}.{c['column']}", c["strategy"],
-         ("PSEUDONYM: " if c["pseudonym"] else "") + c["becomes"]]
+        [
+            f"{c['table']}.{c['column']}",
+            c["strategy"],
+            ("PSEUDONYM: " if c["pseudonym"] else "") + c["becomes"],
+        ]
         for c in rule["columns"]
-    ]  # fmt: skip
+    ]
     return "<p><strong>What each column became</strong></p>" + _table(
         ["Column", "Strategy", "What remains"], rows
     )
@@ -316,26 +339,51 @@ def render_html(data: dict[str, Any]) -> str:
     period = data["period"]
     since, until = period["since"] or "the start of the log", period["until"] or "now"
     summary = [
-        [r["rule"], f"{r['table']}: {r['action']}", r["retention_period"], len(r["runs"]),
-         r["rows"][0]["rows"], sum(x["rows"] for x in r["rows"][1:]),
-         r["kept_by_holds_at_last_run"], _oldest_cell(r["oldest_kept_days"]),
-         f"{len(r['guard_trips'])} / {len(r['failures'])}"]
+        [
+            r["rule"],
+            f"{r['table']}: {r['action']}",
+            r["retention_period"],
+            len(r["runs"]),
+            r["rows"][0]["rows"],
+            sum(x["rows"] for x in r["rows"][1:]),
+            r["kept_by_holds_at_last_run"],
+            _oldest_cell(r["oldest_kept_days"]),
+            f"{len(r['guard_trips'])} / {len(r['failures'])}",
+        ]
         for r in data["rules"]
-    ]  # fmt: skip
+    ]
     # Nine columns at most: the summary must fit the width of an A4 page.
-    summary_head = ["Rule", "Table: action", "Kept for", "Runs", "Rows", "Dependent rows",
-                    "Kept by holds (last run)", "Oldest kept now, days (unless / holds)",
-                    "Guard trips / failures"]  # fmt: skip
+    summary_head = [
+        "Rule",
+        "Table: action",
+        "Kept for",
+        "Runs",
+        "Rows",
+        "Dependent rows",
+        "Kept by holds (last run)",
+        "Oldest kept now, days (unless / holds)",
+        "Guard trips / failures",
+    ]
     runs = [
-        [r["run_id"], _t(r["started"]), _t(r["ended"]), r["outcome"], r["rows"],
-         ", ".join(r["overridden_guards"])]
+        [
+            r["run_id"],
+            _t(r["started"]),
+            _t(r["ended"]),
+            r["outcome"],
+            r["rows"],
+            ", ".join(r["overridden_guards"]),
+        ]
         for r in data["runs"]
-    ]  # fmt: skip
+    ]
     policies = [
-        [p["sha256"] + (" (the current file)" if p["current"] else ""), _t(p["first_seen"]),
-         _t(p["last_seen"]), p["runs"]]
+        [
+            p["sha256"] + (" (the current file)" if p["current"] else ""),
+            _t(p["first_seen"]),
+            _t(p["last_seen"]),
+            p["runs"],
+        ]
         for p in data["policies_in_force"]
-    ]  # fmt: skip
+    ]
     about = [
         [f"{since} to {until}", data["database"], data["audit_table"], _t(data["generated_at"])]
     ]

@@ -209,9 +209,10 @@ def verify_table(
     if not audit_exists(conn, table_name):
         if not allow_empty:
             raise AuditTampered(
-                None, f"no audit log in this database (no table {table_name}; "
+                None,
+                f"no audit log in this database (no table {table_name}; "
                 "--allow-empty accepts a database where no run has written one)",
-            )  # fmt: skip
+            )
         return verify_records([], expect_head, kept_heads)
     _, records, head = audit_tables(table_name)
     # The head first: a run appending meanwhile can only make the chain longer than it.

@@ -31,11 +31,12 @@ class TextMatch(_Built):
         around = {"starts_with": ("", "*"), "ends_with": ("*", "")}.get(op, ("*", "*"))
         super().__init__(
             col,
-            bindparam(None, around[0].replace("*", "%") + like + around[1].replace("*", "%"),
-                      String()),
+            bindparam(
+                None, around[0].replace("*", "%") + like + around[1].replace("*", "%"), String()
+            ),
             bindparam(None, around[0] + glob + around[1], String()),
             type_=Boolean(),
-        )  # fmt: skip
+        )
 
 
 @compiles_as(TextMatch, "default", "postgresql")

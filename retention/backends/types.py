@@ -67,9 +67,15 @@ class _KeepsStoredText:
             kept: Any
             if isinstance(out, datetime):
                 kept = _StoredDateTime(
-                    out.year, out.month, out.day, out.hour, out.minute, out.second,
-                    out.microsecond, out.tzinfo,
-                )  # fmt: skip
+                    out.year,
+                    out.month,
+                    out.day,
+                    out.hour,
+                    out.minute,
+                    out.second,
+                    out.microsecond,
+                    out.tzinfo,
+                )
             else:
                 kept = _StoredDate(out.year, out.month, out.day)
             kept.stored = value

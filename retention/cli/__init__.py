@@ -187,8 +187,12 @@ def demo(settings: Settings, force: bool) -> None:
     # Only a database named on the command line, never one from the environment, may be a
     # server the demo replaces tables on.
     named = click.get_current_context().get_parameter_source("database")
-    summary = api.demo(settings, force=force, database_given=named is ParameterSource.COMMANDLINE,
-                       before_changes=hash_key_to_env)  # fmt: skip
+    summary = api.demo(
+        settings,
+        force=force,
+        database_given=named is ParameterSource.COMMANDLINE,
+        before_changes=hash_key_to_env,
+    )
     total = sum(summary.rows.values())
     # Without a URL the demo made its own file and named it in .env (api.demo).
     shown = settings.masked_url() if settings.database_url.get_secret_value() else DEMO_URL
@@ -257,8 +261,9 @@ def run(
 ) -> None:
     """Delete or anonymise every due row, in batches, with audit records."""
     if now is not None and now > datetime.now(UTC):
-        raise click.BadParameter("a run cannot be pinned to a time later than the clock",
-                                 param_hint="'--now'")  # fmt: skip
+        raise click.BadParameter(
+            "a run cannot be pinned to a time later than the clock", param_hint="'--now'"
+        )
     if dry_run:
         _emit_plan(api.plan(settings, rules=rules, now=now), output, False)
         return
@@ -287,7 +292,8 @@ def run(
         raise
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # A run that was told to stop stays deaf to a second signal while it exits.
+            signal.signal(sig, signal.SIG_IGN if stop.is_set() else handler)
     code = result.exit_code
     api.announce_end(settings, code, result, time.monotonic() - started)
     if output == "json":

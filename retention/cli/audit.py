@@ -46,13 +46,19 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> When
 def period_options(func: F) -> F:
     """``--since`` and ``--until``, on ``at`` (UTC); a date ``--until`` takes in that day."""
     until = click.option(
-        "--until", callback=_when, default=None, metavar="DATE",
+        "--until",
+        callback=_when,
+        default=None,
+        metavar="DATE",
         help="Up to this date (the whole day) or before this date-time, UTC.",
-    )  # fmt: skip
+    )
     since = click.option(
-        "--since", callback=_when, default=None, metavar="DATE",
+        "--since",
+        callback=_when,
+        default=None,
+        metavar="DATE",
         help="From this date or date-time, UTC.",
-    )  # fmt: skip
+    )
     return since(until(func))
 
 
@@ -111,9 +117,17 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-SHOW_COLUMNS = (("SEQ", 7, ">"), ("AT (UTC)", 19, "<"), ("EVENT", 15, "<"), ("RULE", 30, "<"),
-                ("TABLE", 22, "<"), ("ACTION", 9, "<"), ("ROWS", 8, ">"),
-                ("DEPENDENTS", 26, "<"), ("RUN", 8, "<"))  # fmt: skip
+SHOW_COLUMNS = (
+    ("SEQ", 7, ">"),
+    ("AT (UTC)", 19, "<"),
+    ("EVENT", 15, "<"),
+    ("RULE", 30, "<"),
+    ("TABLE", 22, "<"),
+    ("ACTION", 9, "<"),
+    ("ROWS", 8, ">"),
+    ("DEPENDENTS", 26, "<"),
+    ("RUN", 8, "<"),
+)
 
 
 def show_line(values: list[str]) -> str:
@@ -127,18 +141,28 @@ def show_values(record: dict[str, Any]) -> list[str]:
     at: datetime = record["at"]
     dependents = record["dependents"] or {}
     return [
-        str(record["seq"]), at.strftime("%Y-%m-%d %H:%M:%S"), record["event"],
-        record["rule"] or "", record["table_name"] or "", record["action"] or "",
+        str(record["seq"]),
+        at.strftime("%Y-%m-%d %H:%M:%S"),
+        record["event"],
+        record["rule"] or "",
+        record["table_name"] or "",
+        record["action"] or "",
         "" if record["row_count"] is None else str(record["row_count"]),
-        ",".join(f"{table}:{n}" for table, n in dependents.items()), record["run_id"][:8],
-    ]  # fmt: skip
+        ",".join(f"{table}:{n}" for table, n in dependents.items()),
+        record["run_id"][:8],
+    ]
 
 
 @click.command("show")
 @period_options
 @click.option("--rule", default=None, metavar="NAME", help="Only this rule's records.")
-@click.option("--run", "run_id", default=None, metavar="RUN_ID",
-              help="Only this run's records (a run id or its first characters).")  # fmt: skip
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    metavar="RUN_ID",
+    help="Only this run's records (a run id or its first characters).",
+)
 @common_options
 def audit_show(
     settings: Settings, since: When | None, until: When | None, rule: str | None, run_id: str | None
@@ -157,8 +181,12 @@ def audit_show(
 
 @click.command("export")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              default=None, help="Write to FILE instead of stdout.")  # fmt: skip
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=None,
+    help="Write to FILE instead of stdout.",
+)
 @period_options
 @common_options
 def audit_export(
@@ -167,18 +195,28 @@ def audit_export(
     """Every record with every field, as JSON Lines or CSV, streamed."""
     check_output(output)
     with output_stream(output) as out:
-        count = api.export(settings, out, fmt="csv" if fmt == "csv" else "jsonl",
-                           since=since, until=until)  # fmt: skip
+        count = api.export(
+            settings, out, fmt="csv" if fmt == "csv" else "jsonl", since=since, until=until
+        )
     click.echo(f"exported {count} audit records", err=True)
 
 
 @click.command("report")
-@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
-              show_default=True)  # fmt: skip
-@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              default=None, help="Write to FILE instead of stdout.")  # fmt: skip
-@click.option("--expect-head", default=None, metavar="HASH",
-              help="The head kept elsewhere; also catches a cut-off tail.")  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "json"]), default="html", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=None,
+    help="Write to FILE instead of stdout.",
+)
+@click.option(
+    "--expect-head",
+    default=None,
+    metavar="HASH",
+    help="The head kept elsewhere; also catches a cut-off tail.",
+)
 @click.option(
     "--heads-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -199,8 +237,13 @@ def audit_report(
 ) -> None:
     """A certificate of deletion for a period; exit 4 (after writing it) if the chain is broken."""
     check_output(output)
-    built = api.certificate(settings, since=since, until=until, expect_head=expect_head,
-                            heads_file=None if heads_file is None else str(heads_file))  # fmt: skip
+    built = api.certificate(
+        settings,
+        since=since,
+        until=until,
+        expect_head=expect_head,
+        heads_file=None if heads_file is None else str(heads_file),
+    )
     text = (
         json.dumps(built.data, indent=2, ensure_ascii=False) + "\n"
         if fmt == "json"
@@ -214,10 +257,17 @@ def audit_report(
 
 @click.command("find")
 @click.option("--table", required=True, metavar="T", help="The table, as the policy names it.")
-@click.option("--key", "keys", multiple=True, required=True, metavar="K",
-              help="The row's key; repeat for each column of a composite key.")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    metavar="K",
+    help="The row's key; repeat for each column of a composite key.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @period_options
 @common_options
 def audit_find(
@@ -235,30 +285,42 @@ def audit_find(
         return
     first, found = proof.first_keyed, proof.found
     if first is None and not proof.record_keys:
-        click.echo("record_keys is off: this log holds no per-key digests, so a single key "
-                   "cannot be looked up (set `audit: {record_keys: true}` in the policy to "
-                   "record them from the next run)")  # fmt: skip
+        click.echo(
+            "record_keys is off: this log holds no per-key digests, so a single key "
+            "cannot be looked up (set `audit: {record_keys: true}` in the policy to "
+            "record them from the next run)"
+        )
         return
     if table not in proof.rule_tables:
-        click.echo(f"note: no rule of {proof.policy_path} acts on table '{table}' "
-                   f"(rules act on: {', '.join(proof.rule_tables)})", err=True)  # fmt: skip
+        click.echo(
+            f"note: no rule of {proof.policy_path} acts on table '{table}' "
+            f"(rules act on: {', '.join(proof.rule_tables)})",
+            err=True,
+        )
     for record in found:
         verb = _VERBS.get(record["action"] or "", "removed")
-        click.echo(f"{verb} at {iso(record['at'])} by rule {record['rule']} "
-                   f"(run {record['run_id']}, record {record['seq']})")  # fmt: skip
+        click.echo(
+            f"{verb} at {iso(record['at'])} by rule {record['rule']} "
+            f"(run {record['run_id']}, record {record['seq']})"
+        )
     if found:
         return
     click.echo("no record of removing that key")
     if proof.written_under_other_key:
         # On stdout, with the answer: under another key, "no record" proves nothing.
-        click.echo(f"note: {_runs(proof.written_under_other_key)} wrote their records under "
-                   "another hash key (see `audit verify`); their removals cannot be found "
-                   "with this key: ask again with the key of that time")  # fmt: skip
+        click.echo(
+            f"note: {_runs(proof.written_under_other_key)} wrote their records under "
+            "another hash key (see `audit verify`); their removals cannot be found "
+            "with this key: ask again with the key of that time"
+        )
     if first is None:
         click.echo("note: record_keys is on, but no key has been recorded yet", err=True)
     else:
-        click.echo(f"note: keys are recorded from record {first['seq']} ({iso(first['at'])}); "
-                   "earlier removals cannot be looked up by key", err=True)  # fmt: skip
+        click.echo(
+            f"note: keys are recorded from record {first['seq']} ({iso(first['at'])}); "
+            "earlier removals cannot be looked up by key",
+            err=True,
+        )
 
 
 def _runs(count: int) -> str:

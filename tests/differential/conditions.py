@@ -14,9 +14,22 @@ from typing import Any
 from hypothesis import strategies as st
 
 PERIODS = (
-    "P3M", "P1Y", "P1M15D", "P30D", "PT12H", "P2W", "P1DT1H30M", "PT90S", "0 days",
-    "3 months", "1 year", "10 days", "36 hours", "2 weeks", "45 minutes",
-)  # fmt: skip
+    "P3M",
+    "P1Y",
+    "P1M15D",
+    "P30D",
+    "PT12H",
+    "P2W",
+    "P1DT1H30M",
+    "PT90S",
+    "0 days",
+    "3 months",
+    "1 year",
+    "10 days",
+    "36 hours",
+    "2 weeks",
+    "45 minutes",
+)
 INTS = (None, -1, 0, 1, 2, 5, 10)
 TEXTS = (None, "", "open", "closed", "pending", "[redacted]", "anon-1", "x", "ü", "203.0.113.77")
 

@@ -20,14 +20,47 @@ from differential.conditions import INTS, PERIODS, TEXTS, Case, Col, Exclusions,
 from differential.oracle import cutoff_of, unix_micros
 
 TABLE_NAMES = (
-    "feedback", "tickets", "owners", "legal_holds", "contacts", "notes",
-    "hold", "rel1", "rel2", "order", "select", "user", "key", "group", "t1",
-)  # fmt: skip
+    "feedback",
+    "tickets",
+    "owners",
+    "legal_holds",
+    "contacts",
+    "notes",
+    "hold",
+    "rel1",
+    "rel2",
+    "order",
+    "select",
+    "user",
+    "key",
+    "group",
+    "t1",
+)
 COLUMN_NAMES = (
-    "id", "key", "order", "select", "user", "group", "status", "score", "value", "level",
-    "from", "check", "in", "hold", "rel1", "note", "time", "desc", "limit", "where", "on",
-    "table", "unless",
-)  # fmt: skip
+    "id",
+    "key",
+    "order",
+    "select",
+    "user",
+    "group",
+    "status",
+    "score",
+    "value",
+    "level",
+    "from",
+    "check",
+    "in",
+    "hold",
+    "rel1",
+    "note",
+    "time",
+    "desc",
+    "limit",
+    "where",
+    "on",
+    "table",
+    "unless",
+)
 KEY_KINDS = ("int", "text", "composite", "nullable_unique")
 CLOCK_KINDS = ("datetime", "tz", "date", "unix_s", "unix_ms")
 TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Shanghai")
