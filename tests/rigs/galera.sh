@@ -9,10 +9,12 @@ set -euo pipefail
 RIG_DIR="${RIG_DIR:-/tmp/retention-rigs}"
 BASE="$RIG_DIR/galera"
 NODES=(1 2 3)
-SQL_PORTS=(0 3311 3312 3313)
-GCOMM_PORTS=(0 4571 4572 4573)
-IST_PORTS=(0 4581 4582 4583)
-SST_PORTS=(0 4591 4592 4593)
+# RIG_PORT_OFFSET moves every port (and RIG_DIR the files), so two rigs can run side by side.
+OFF="${RIG_PORT_OFFSET:-0}"
+SQL_PORTS=(0 $((3311 + OFF)) $((3312 + OFF)) $((3313 + OFF)))
+GCOMM_PORTS=(0 $((4571 + OFF)) $((4572 + OFF)) $((4573 + OFF)))
+IST_PORTS=(0 $((4581 + OFF)) $((4582 + OFF)) $((4583 + OFF)))
+SST_PORTS=(0 $((4591 + OFF)) $((4592 + OFF)) $((4593 + OFF)))
 PROVIDER=/usr/lib/galera/libgalera_smm.so
 MARIADBD=/usr/sbin/mariadbd
 WAIT_SECONDS="${RIG_WAIT_SECONDS:-180}"

@@ -11,8 +11,9 @@ BASE="$RIG_DIR/pg"
 BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PRIMARY="$BASE/primary"
 STANDBY="$BASE/standby"
-PRIMARY_PORT=5440
-STANDBY_PORT=5441
+# RIG_PORT_OFFSET moves both ports (and RIG_DIR the files), so two rigs can run side by side.
+PRIMARY_PORT=$((5440 + ${RIG_PORT_OFFSET:-0}))
+STANDBY_PORT=$((5441 + ${RIG_PORT_OFFSET:-0}))
 SLOT=rig_standby
 WAIT_SECONDS="${RIG_WAIT_SECONDS:-120}"
 
