@@ -31,7 +31,7 @@ from retention.backends.strategies import (
     TruncateDate,
     TruncateIp,
 )
-from retention.policy.model import (
+from retention.policy.strategies import (
     HashStrategy,
     MaskStrategy,
     Strategy,

@@ -32,19 +32,14 @@ from retention.catalog import (
 from retention.errors import Problem
 from retention.literals import LiteralMisfit, in_column_type
 from retention.planner.order import order_problems
+from retention.policy.conditions import ConditionMap, Tests
+from retention.policy.fields import TEXT_TESTS, TIME_TESTS
 from retention.policy.locator import Locator, Path
-from retention.policy.model import (
-    TEXT_TESTS,
-    TIME_TESTS,
-    Cascade,
-    ConditionMap,
+from retention.policy.model import Cascade, Holds, Policy, Rule
+from retention.policy.strategies import (
     HashStrategy,
-    Holds,
     MaskStrategy,
-    Policy,
-    Rule,
     Strategy,
-    Tests,
     TruncateDateStrategy,
     ValueStrategy,
     strategy_name,

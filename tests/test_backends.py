@@ -15,7 +15,7 @@ from retention.backends import backend_for
 from retention.backends.pads import HmacKeys, hmac_pads
 from retention.db import make_engine
 from retention.errors import SettingsError
-from retention.policy.model import MaskParams, MaskStrategy, TruncateDateStrategy
+from retention.policy.strategies import MaskParams, MaskStrategy, TruncateDateStrategy
 from retention.settings import Settings
 
 KEY = b"test-hash-key-0123456789abcdef"

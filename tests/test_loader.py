@@ -16,9 +16,9 @@ from sqlalchemy import create_engine
 from retention.catalog import reflect
 from retention.demo import demo_metadata
 from retention.errors import PolicyError, Problem
+from retention.policy.conditions import ConditionMap, Related
+from retention.policy.conditions import Tests as ColumnTests  # not a pytest class
 from retention.policy.loader import LoadedPolicy, load_policy, load_policy_bytes
-from retention.policy.model import ConditionMap, Related
-from retention.policy.model import Tests as ColumnTests  # not a pytest class
 from retention.schema_check import check_schema, policy_tables
 
 ROOT = Path(__file__).resolve().parent.parent

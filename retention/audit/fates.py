@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retention.anonymisers import REDACTED
-from retention.policy.model import (
-    Cascade,
+from retention.policy.model import Cascade, Rule
+from retention.policy.strategies import (
     HashStrategy,
     MaskStrategy,
-    Rule,
     Strategy,
     TruncateDateStrategy,
     ValueStrategy,

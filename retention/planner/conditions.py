@@ -33,7 +33,7 @@ from retention.backends.text_match import TextMatch
 from retention.catalog import Catalog
 from retention.literals import in_column_type
 from retention.periods import Period, cutoff
-from retention.policy.model import ConditionMap, Related, Tests
+from retention.policy.conditions import ConditionMap, Related, Tests
 
 
 @dataclass

@@ -49,7 +49,8 @@ from retention.plan import (
     last_key,
 )
 from retention.planner.conditions import Compiler, adapt_instant
-from retention.policy.model import Cascade, Policy, Rule, Strategy
+from retention.policy.model import Cascade, Policy, Rule
+from retention.policy.strategies import Strategy
 from retention.schedules import next_fire_time
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from retention.errors import Problem
 from retention.policy.locator import Locator, Path
-from retention.policy.model import Cascade, Policy, Rule, is_recognisable, strategy_name
+from retention.policy.model import Cascade, Policy, Rule
+from retention.policy.strategies import is_recognisable, strategy_name
 from retention.policy.walk import Node, NodeKind, walk
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from retention.policy.conditions import ConditionMap, Related
 from retention.policy.locator import Path
-from retention.policy.model import Cascade, ConditionMap, Policy, Related, Rule
+from retention.policy.model import Cascade, Policy, Rule
 
 
 class NodeKind(Enum):
