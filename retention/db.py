@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, OperationalError
 
 from retention.backends import backend_for, describe_error
-from retention.errors import DatabaseUnavailable, SettingsError
+from retention.errors import DatabaseReadOnly, DatabaseUnavailable, SettingsError
 from retention.settings import Settings, mask_url
 
 _SHOWN_URL = "retention_shown_url"
@@ -79,11 +79,11 @@ def reachable(engine: Engine) -> Iterator[None]:
 
 
 def require_writable(engine: Engine) -> None:
-    """``DatabaseUnavailable`` (exit 75) when the database cannot take writes now (a hot
+    """``DatabaseReadOnly`` (exit 75) when the database cannot take writes now (a hot
     standby, a read-only server): found before the first write, with the reason."""
     backend = backend_for(engine)
     with engine.connect() as conn:
         reason = backend.refuses_writes(conn)
         conn.rollback()
     if reason is not None:
-        raise DatabaseUnavailable(shown_url(engine), reason)
+        raise DatabaseReadOnly(shown_url(engine), reason)

@@ -9,6 +9,8 @@ maps these classes to exit codes (SPEC section 4)::
     │   └── SettingsError               environment / .env / missing hash key
     ├── UsageError                   2  an unknown ``--rule`` name and the like
     ├── DatabaseUnavailable         75  the database cannot be reached; retry later
+    │   ├── DatabaseReadOnly            it takes no writes now (a hot standby, read_only)
+    │   └── DatabaseBusy                a stopped run never got the database's write lock
     ├── RuleFailed                   1  a rule failed at run time (carries rule and table)
     ├── LockNotAcquired                 another run holds the rule (a skip, not a failure)
     ├── AuditTampered                4  ``audit verify`` found a broken chain
@@ -79,10 +81,27 @@ class UsageError(RetentionError):
 class DatabaseUnavailable(RetentionError):
     """The database could not be reached (exit 75)."""
 
+    #: what the message says the database is
+    state = "unreachable"
+
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(f"database {url} is unreachable: {reason}")
+        super().__init__(f"database {url} is {self.state}: {reason}")
+
+
+class DatabaseReadOnly(DatabaseUnavailable):
+    """The database takes no writes now: a hot standby, a read-only server or session
+    (exit 75, found before the first write)."""
+
+    state = "read-only"
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """A run told to stop (a signal, ``--max-runtime``) while it waited for the
+    database's write lock, before it could record its start (exit 75, nothing written)."""
+
+    state = "busy"
 
 
 class RuleFailed(RetentionError):

@@ -30,6 +30,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     create_engine,
+    event,
     insert,
     inspect,
     select,
@@ -37,10 +38,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import Pool
 
 from retention import api
 from retention.audit.records import audit_tables
-from retention.backends import backend_for, mysql
+from retention.backends import backend_for
 from retention.db import make_engine
 from retention.errors import PolicyError, SettingsError, UsageError
 from retention.executor import Executor
@@ -249,8 +251,9 @@ def test_refused_credentials_and_a_missing_database_are_78_on_every_server(
 @pytest.fixture
 def read_only_database(settings: Settings, engine: Engine) -> Iterator[None]:
     """PostgreSQL: the test database with default_transaction_read_only (as a standby
-    answers); MariaDB: the server's answer faked, since the shared server must stay
-    writable; SQLite has no read-only server."""
+    answers); MariaDB: every new session made read-only (SET SESSION TRANSACTION READ
+    ONLY, as a proxy or init_connect would), since the shared server's global read_only
+    must stay off; SQLite has no read-only server."""
     url = make_url(on_a_server(settings))
     if engine.dialect.name == "postgresql":
         admin = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -267,9 +270,19 @@ def read_only_database(settings: Settings, engine: Engine) -> Iterator[None]:
             admin.dispose()
             engine.dispose()
     else:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(mysql, "READ_ONLY_QUERY", "SELECT 1, 0")
+
+        def read_only_session(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            cursor.close()
+
+        engine.dispose()
+        event.listen(Pool, "connect", read_only_session)
+        try:
             yield
+        finally:
+            event.remove(Pool, "connect", read_only_session)
+            engine.dispose()
 
 
 @pytest.mark.parametrize("command", [["run"], ["audit", "init"]], ids=" ".join)
@@ -282,6 +295,7 @@ def test_a_read_only_server_is_75_with_the_reason_before_any_write(
     outcome = cli(settings, *command)
     assert_clean_failure(outcome, 75)
     assert "read-only" in outcome.stderr
+    assert "unreachable" not in outcome.stderr
     assert count(engine, ORDERS) == 10
     assert "retention_audit" not in inspect(engine).get_table_names()
 

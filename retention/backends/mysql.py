@@ -51,8 +51,10 @@ _DIALECTS = ("mysql", "mariadb")
 # Reflected as themselves, not as NullType, so truncate_ip can accept them.
 mysql_base.ischema_names.setdefault("inet4", INET4)
 mysql_base.ischema_names.setdefault("inet6", INET6)
-# What a replica (or a server in maintenance) answers with 1: writes would be refused.
-READ_ONLY_QUERY = "SELECT @@global.read_only, @@global.innodb_read_only"
+# Any of them 1: writes would be refused, by the server (a replica, a server in
+# maintenance) or in this session (a proxy or an init_connect that makes sessions
+# SET SESSION TRANSACTION READ ONLY).
+READ_ONLY_QUERY = "SELECT @@global.read_only, @@global.innodb_read_only, @@session.tx_read_only"
 
 
 def lock_name(database: str, scope: str, name: str) -> str:
@@ -68,10 +70,12 @@ class MySQLBackend(DefaultBackend):
     driver_hint = "install retention[mysql] (PyMySQL) and use mysql+pymysql://"
 
     def refuses_writes(self, conn: Connection) -> str | None:
-        read_only, innodb_read_only = conn.execute(text(READ_ONLY_QUERY)).one()
+        read_only, innodb_read_only, session = conn.execute(text(READ_ONLY_QUERY)).one()
         if read_only or innodb_read_only:
             name = "read_only" if read_only else "innodb_read_only"
             return f"the server is read-only ({name}: a replica?); run against the primary"
+        if session:
+            return "the session is read-only (tx_read_only: set by a proxy or init_connect?)"
         return None
 
     def interrupt(self, engine: Engine, conn: Connection) -> None:
