@@ -151,14 +151,16 @@ def check(fixture_settings: Settings, case: Case) -> None:
         want = oracle(case)
         note(
             f"oracle: due={want.due} kept_unless={want.kept_unless} "
-            f"kept_holds={want.kept_holds} dependents={want.dependents}"
+            f"kept_holds={want.kept_holds} unaddressable={want.unaddressable} "
+            f"dependents={want.dependents}"
         )
 
         counts = api.plan(settings, now=case.now).rules[0].counts
-        assert (counts.due, counts.kept_unless, counts.kept_holds) == (
+        assert (counts.due, counts.kept_unless, counts.kept_holds, counts.unaddressable) == (
             want.due,
             want.kept_unless,
             want.kept_holds,
+            want.unaddressable,
         ), "plan's counts"
         assert {t: n for t, n in counts.dependents.items() if n} == want.dependents
 

@@ -235,6 +235,7 @@ class Expected:
     due: int = 0
     kept_unless: int = 0
     kept_holds: int = 0
+    unaddressable: int = 0
     dependents: dict[str, int] = field(default_factory=dict)
     tables: dict[str, Rows] = field(default_factory=dict)
 
@@ -261,8 +262,6 @@ def expect(
     out = Expected(tables=copy.deepcopy(rows))
     chosen: list[dict[str, Any]] = []
     for row in rows[table]:
-        if any(row[k] is None for k in keys):
-            continue  # unaddressable: never selected
         if not before(row[rule["clock"]], clock_kind, cut, tz):
             continue
         if "where" in rule and not holds(rule["where"], table, row, world):
@@ -275,6 +274,10 @@ def expect(
             out.kept_unless += 1
         elif "hold_subject" in rule and _held(row[rule["hold_subject"]], policy, world):
             out.kept_holds += 1
+        elif any(row[k] is None for k in keys):
+            # A NULL key names no row: never selected. A row `unless` or a hold keeps is
+            # counted as kept whatever its key; only the rest is unaddressable.
+            out.unaddressable += 1
         else:
             chosen.append(row)
     out.due = len(chosen)

@@ -1,0 +1,140 @@
+"""What the differential tester's soaks found (tests/test_differential.py, issue 9), each
+shrunk to an ordinary test on SQLite, PostgreSQL and MariaDB.
+
+Each test names the example's shape and who was wrong: where the product was, it holds
+the fix; where the oracle misread SPEC section 2, it pins the product's reading, which
+the oracle now shares.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import mysql
+
+from retention import api
+from retention.settings import Settings
+
+TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
+OLD = datetime(2024, 1, 1, 8, 0, 0)  # naive UTC, past every cutoff below
+HEAD = "version: 1\ndefaults: {guard: {max_fraction: 1}}\n"
+HOLDS = """\
+holds:
+  table: legal_holds
+  subject_column: subject_id
+  active: {released_at: {is_null: true}}
+"""
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Engine]:
+    eng = create_engine(settings.database_url.get_secret_value())
+    yield eng
+    eng.dispose()
+
+
+def write_policy(settings: Settings, body: str, *, with_holds: bool = False) -> None:
+    head = HEAD + (HOLDS if with_holds else "")
+    settings.policy_file.write_text(head + textwrap.dedent(body), encoding="utf-8")
+
+
+def create(engine: Engine, meta: MetaData, rows: dict[Table, list[dict[str, Any]]]) -> None:
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        for table, values in rows.items():
+            if values:
+                conn.execute(insert(table), values)
+
+
+def left(engine: Engine, table: Table, column: str) -> list[Any]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(table.c[column])).scalars(), key=lambda v: (v is None, v))
+
+
+def holds_registry(meta: MetaData) -> Table:
+    return Table(
+        "legal_holds",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("subject_id", Integer, nullable=True),
+        Column("released_at", TS, nullable=True),
+    )
+
+
+# --- soak 1: a row whose key is NULL and that `unless` keeps --------------------------
+
+
+def test_a_row_with_a_null_key_that_unless_or_a_hold_keeps_is_counted_kept_not_unaddressable(
+    settings: Settings, db: Engine
+) -> None:
+    """Found as product (due 0, kept_unless 1) against oracle (0, 0): a nullable unique key,
+    one NULL-key row past the cutoff, matched by ``unless: {id: {ne: ""}}``. The oracle
+    dropped NULL-key rows before ``unless``; SPEC counts the rows a rule keeps, and a row
+    that `unless` or a hold keeps would stay whatever its key. `unaddressable` counts only
+    the rows the rule would remove if their key named them."""
+    meta = MetaData()
+    sessions = Table(
+        "sessions",
+        meta,
+        Column("code", String(20), unique=True, nullable=True),
+        Column("seen_at", TS, nullable=False),
+        Column("status", String(20), nullable=True),
+        Column("user_id", Integer, nullable=True),
+    )
+    registry = holds_registry(meta)
+    create(
+        db,
+        meta,
+        {
+            registry: [{"id": 1, "subject_id": 7, "released_at": None}],
+            sessions: [
+                {"code": None, "seen_at": OLD, "status": "open", "user_id": None},
+                {"code": None, "seen_at": OLD, "status": None, "user_id": 7},
+                {"code": None, "seen_at": OLD, "status": None, "user_id": None},
+                {"code": "a", "seen_at": OLD, "status": "open", "user_id": None},
+                {"code": "b", "seen_at": OLD, "status": "closed", "user_id": None},
+            ],
+        },
+    )
+    write_policy(
+        settings,
+        """\
+        rules:
+          - name: sessions
+            table: sessions
+            key: [code]
+            clock: seen_at
+            after: P30D
+            unless: {status: open}
+            hold_subject: user_id
+            action: delete
+        """,
+        with_holds=True,
+    )
+
+    counts = api.plan(settings, now=NOW).rules[0].counts
+    assert (counts.due, counts.kept_unless, counts.kept_holds, counts.unaddressable) == (
+        1,
+        2,
+        1,
+        1,
+    )
+    assert api.run(settings, now=NOW).rules[0].rows == 1
+    assert left(db, sessions, "code") == ["a", None, None, None]
