@@ -1,0 +1,1 @@
+"""Example policies for real applications' schemas (see examples/README.md)."""

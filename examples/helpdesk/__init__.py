@@ -1,0 +1,1 @@
+"""A helpdesk's schema (polymorphic threads and attachments, a legal-hold table)."""
