@@ -10,7 +10,7 @@ batch with its record, or neither.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +27,7 @@ from retention.errors import LockNotAcquired, RuleFailed
 from retention.logs import get_logger
 from retention.outcomes import Event, Status
 from retention.plan import (
+    BATCH_LIMIT,
     IN_BATCH,
     KEYS,
     PARENT_VALUES,
@@ -35,6 +36,7 @@ from retention.plan import (
     StepKind,
     last_key,
 )
+from retention.throttle import BatchSizer, retrying
 
 log = get_logger("retention.executor")
 
@@ -66,6 +68,8 @@ class RuleResult:
     seconds: float = 0.0
     guard: str = "ok"
     guard_overridden: bool = False
+    #: the batch sizes used: {min, max, changes} (throttle.BatchSizer.summary)
+    batch_sizes: dict[str, Any] | None = None
     stopped_by: str | None = None
     error: str | None = None
     next_run: datetime | None = None
@@ -215,6 +219,8 @@ class Executor:
             "batches": result.batches,
             "complete": result.status == Status.DONE,
         }
+        if result.batch_sizes:
+            details["batch_sizes"] = result.batch_sizes
         if result.stopped_by:
             details["stopped_by"] = result.stopped_by
         if result.guard_overridden:
@@ -257,6 +263,7 @@ class Executor:
             with conn.begin():
                 top = conn.execute(key_top.statement).scalar()
         window = 2 * plan.batch_size
+        sizer = BatchSizer(plan.batch_size)
         while True:
             if self._stopped(result):
                 return
@@ -269,7 +276,8 @@ class Executor:
             try:
                 with self.watchdog.batch():
                     batch = functools.partial(self._one_batch, conn, plan, last, upto)
-                    done = self._retrying(batch)
+                    number = result.batches + 1
+                    done = retrying(batch, sizer, number, self.backend, self.control)
             except DBAPIError:
                 if self._stopped(result):
                     return  # cancelled in a lock wait (control.py): rolled back whole
@@ -281,19 +289,22 @@ class Executor:
                 last, window = (upto,), window * 2
                 continue
             last, rows, dependents = done
+            size = sizer.size  # the size this batch was taken at
+            sizer.committed(number)
+            result.batch_sizes = sizer.summary()
             if upto is not None:
-                if rows < plan.batch_size:
+                if rows < size:
                     # The whole window was read: every row due in it is in this batch.
                     last, window = (upto,), window * 2
                 else:
-                    window = max(2 * plan.batch_size, window // 2)
+                    window = max(2 * size, window // 2)
             result.batches += 1
             result.rows += rows
             for name, n in dependents.items():
                 result.dependents[name] = result.dependents.get(name, 0) + n
             if self.control.on_batch is not None:
                 self.control.on_batch(plan.name, result.rows, counts.due)
-            if upto is None and rows < plan.batch_size:
+            if upto is None and rows < size:
                 return  # a short batch read every due row left: the rule is done
             if plan.sleep:
                 self.control.pause(plan.sleep)
@@ -308,37 +319,26 @@ class Executor:
             return False
         return True
 
-    def _retrying(self, attempt: Callable[[], Any]) -> Any:
-        delay = 0.05
-        for tries in range(self.control.max_retries + 1):
-            try:
-                return attempt()
-            except DBAPIError as exc:
-                last_try = tries == self.control.max_retries or self.control.stopping()
-                if last_try or not self.backend.is_retryable(exc):
-                    raise
-                log.warning("batch retried", error=describe_error(exc), attempt=tries + 1)
-                self.control.pause(delay)
-                delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
-
     def _one_batch(
         self,
         conn: Connection,
         plan: RulePlan,
         last: tuple[Any, ...] | None,
-        upto: int | None = None,
+        upto: int | None,
+        size: int,
     ) -> tuple[tuple[Any, ...], int, dict[str, int]] | None:
         with conn.begin():
             window = plan.step(StepKind.SELECT_WINDOW)
             if last is None:
-                rows = conn.execute(plan.statement(StepKind.SELECT_FIRST)).all()
+                chosen = conn.execute(plan.statement(StepKind.SELECT_FIRST), {BATCH_LIMIT: size})
             elif upto is not None and window is not None:
-                params = {last_key(0): last[0], UPTO: upto}
-                rows = conn.execute(window.statement, params).all()
+                params = {last_key(0): last[0], UPTO: upto, BATCH_LIMIT: size}
+                chosen = conn.execute(window.statement, params)
             else:
                 params = {last_key(i): v for i, v in enumerate(last)}
-                rows = conn.execute(plan.statement(StepKind.SELECT_NEXT), params).all()
+                params[BATCH_LIMIT] = size
+                chosen = conn.execute(plan.statement(StepKind.SELECT_NEXT), params)
+            rows = chosen.all()
             if not rows:
                 return None
             width = len(plan.key)
@@ -377,6 +377,8 @@ class Executor:
                 row_count=affected,
                 dependents=dependents or None,
                 key_digest=key_digest(self.hash_key, keys),
+                # a batch taken smaller than the rule's batch_size says so (throttle.py)
+                details={"batch_size": size} if size != plan.batch_size else None,
             )
             self.audit.append_keys(conn, self.hash_key, plan.table.fullname, keys)
         return keys[-1], affected, dependents

@@ -24,6 +24,7 @@ from retention.policy.model import Guard, Rule
 KEYS = "keys"  # the batch's keys, as read by the batch's selection
 PARENT_VALUES = "parent_values"  # the linked values of a cascade's parent rows
 UPTO = "upto"  # the top of the window of keys a batch looks in
+BATCH_LIMIT = "batch_limit"  # how many rows a batch takes (throttle.py may shrink it)
 # Bound at planning time, named so ``--show-sql`` reads well.
 CUTOFF = "cutoff"
 MARK_TIME = "mark_time"

@@ -114,6 +114,7 @@ def rule_data(r: RuleResult) -> dict[str, Any]:
         "kept_by_holds": c.kept_holds if c else None,
         "dependents": r.dependents,
         "batches": r.batches,
+        "batch_sizes": r.batch_sizes,
         "seconds": round(r.seconds, 3),
         "guard": r.guard,
         "guard_overridden": r.guard_overridden,
@@ -145,6 +146,9 @@ def run_text(result: RunResult) -> str:
             line += f" (kept: {c.kept_unless} unless, {c.kept_holds} holds)"
         if r.dependents:
             line += "; dependents " + ", ".join(f"{t}: {n}" for t, n in r.dependents.items())
+        sizes = r.batch_sizes
+        if sizes and sizes["changes"]:
+            line += f"; batches of {sizes['min']}-{sizes['max']} rows (resized on conflicts)"
         if r.stopped_by:
             line += f"; stopped by {r.stopped_by}, a later run continues"
         if r.status == Status.GUARD_TRIPPED:

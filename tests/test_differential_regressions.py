@@ -8,12 +8,16 @@ the oracle now shares.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import invoke
+from builders import write_policy as write_file
 from sqlalchemy import (
     Column,
     DateTime,
@@ -138,3 +142,58 @@ def test_a_row_with_a_null_key_that_unless_or_a_hold_keeps_is_counted_kept_not_u
     )
     assert api.run(settings, now=NOW).rules[0].rows == 1
     assert left(db, sessions, "code") == ["a", None, None, None]
+
+
+# --- issue 9, item 8: a rule-order cycle is refused without a database too -------------
+
+CYCLE = """\
+rules:
+  - name: tickets
+    table: tickets
+    clock: closed_at
+    after: P30D
+    unless: {related: {table: feedback, on: {ticket_id: id}}}
+    action: delete
+  - name: feedback
+    table: feedback
+    clock: submitted_at
+    after: P30D
+    unless: {related: {table: tickets, on: {id: ticket_id}}}
+    action: delete
+"""
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_validate_offline_refuses_rules_that_read_what_each_other_deletes(
+    tmp_path: Path, output: str
+) -> None:
+    """SPEC "Rule order": a cycle is a validation error naming the rules, and it is one
+    without a database: ``validate --offline`` exits 78 with one ``file:line:col`` line
+    at the first rule's read, naming both rules and what each reads."""
+    path = write_file(tmp_path / "policies.yaml", HEAD + CYCLE)
+
+    result = invoke(["validate", "--offline", "--policy", str(path), "--output", output])
+
+    assert result.exit_code == 78, result.output
+    problems = [line for line in result.stderr.splitlines() if line.startswith(str(path))]
+    assert len(problems) == 1, result.stderr
+    # line 8 is the tickets rule's `unless`; its related table starts at column 31
+    where = f"{path}:8:31: rule 'tickets': unless.related.table: "
+    assert problems[0].startswith(where + "rules 'tickets', 'feedback' cannot be ordered")
+    assert "'tickets' reads feedback, which 'feedback' deletes from" in problems[0]
+    assert "'feedback' reads tickets, which 'tickets' deletes from" in problems[0]
+    if output == "json":
+        document = json.loads(result.stdout)
+        assert document["exit_code"] == 78
+        assert "cannot be ordered" in document["error"]
+
+
+def test_validate_offline_accepts_rules_whose_reads_only_go_one_way(tmp_path: Path) -> None:
+    """Only a cycle is refused: ``tickets`` reading what ``feedback`` deletes merely runs
+    after it, and ``validate --offline`` passes."""
+    one_way = CYCLE.replace("    unless: {related: {table: tickets, on: {id: ticket_id}}}\n", "")
+    path = write_file(tmp_path / "policies.yaml", HEAD + one_way)
+
+    result = invoke(["validate", "--offline", "--policy", str(path)])
+
+    assert result.exit_code == 0, result.output

@@ -10,8 +10,8 @@ import retention.backends.mysql
 import retention.backends.postgresql
 import retention.backends.sqlite  # noqa: F401
 from retention.backends.base import Backend
-from retention.backends.errors import describe_error
+from retention.backends.errors import Conflict, describe_error
 from retention.backends.pads import HmacKeys
 from retention.backends.registry import backend_for
 
-__all__ = ["Backend", "HmacKeys", "backend_for", "describe_error"]
+__all__ = ["Backend", "Conflict", "HmacKeys", "backend_for", "describe_error"]

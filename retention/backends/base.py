@@ -21,6 +21,7 @@ from sqlalchemy import URL, ColumnElement, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Table
 
+from retention.backends.errors import Conflict
 from retention.backends.sqlite_catalog import OddValues
 
 
@@ -136,6 +137,11 @@ class Backend(Protocol):
     # --- errors -----------------------------------------------------------------------
     def is_retryable(self, exc: DBAPIError) -> bool:
         """Deadlock, serialisation failure, lock wait timed out: worth a retry."""
+        ...
+
+    def conflict(self, exc: DBAPIError) -> Conflict | None:
+        """What kind of conflict failed a batch (a retry, a smaller batch), or None when
+        the error is not one a retry can get past."""
         ...
 
     def is_connect_failure(self, exc: DBAPIError) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Table
 
 from retention.backends import errors
+from retention.backends.errors import Conflict
 from retention.backends.pads import hmac_params
 from retention.backends.sqlite_catalog import OddValues
 
@@ -71,6 +72,9 @@ class DefaultBackend:
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return False
+
+    def conflict(self, exc: DBAPIError) -> Conflict | None:
+        return Conflict.CONTENTION if self.is_retryable(exc) else None
 
     def is_connect_failure(self, exc: DBAPIError) -> bool:
         return errors.unreachable(exc)

@@ -8,6 +8,7 @@ what is each backend's business; reading them is shared.
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -23,6 +24,15 @@ _UNREACHABLE = (
     "name or service not known",
     "timeout expired",
 )
+
+
+class Conflict(StrEnum):
+    """Why a batch failed in a way that a retry, or a smaller batch, can get past."""
+
+    #: a deadlock, a serialisation or certification failure, a lock wait that timed out
+    CONTENTION = "contention"
+    #: the batch's write set is over a cluster's limit (Galera's wsrep_max_ws_rows/size)
+    WRITE_SET = "write_set_limit"
 
 
 def sqlstate(orig: Any) -> str | None:

@@ -38,6 +38,7 @@ from sqlalchemy.types import Date, DateTime
 from retention.backends import errors, strategies
 from retention.backends.addresses import IPV4, IPV6
 from retention.backends.defaults import APPEND_ONLY, DefaultBackend
+from retention.backends.errors import Conflict
 from retention.backends.registry import register
 from retention.backends.types import INET4, INET6
 from retention.errors import LockNotAcquired
@@ -45,6 +46,10 @@ from retention.errors import LockNotAcquired
 # Lock wait timed out (after which only the statement was rolled back; the whole batch
 # is rolled back by the caller), deadlock: worth a retry.
 RETRYABLE = frozenset({1205, 1213})
+# Galera refuses a write set over wsrep_max_ws_rows (1180) or wsrep_max_ws_size (1105, the
+# generic "unknown error", so its fixed text is read too): a smaller batch gets past it.
+WRITE_SET_ROWS = 1180
+WRITE_SET_SIZE = (1105, "maximum writeset size exceeded")
 # Access denied (to the server, to the database), unknown database.
 CONFIGURATION = frozenset({1044, 1045, 1049})
 _DIALECTS = ("mysql", "mariadb")
@@ -180,6 +185,16 @@ class MySQLBackend(DefaultBackend):
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return errors.error_number(exc.orig) in RETRYABLE
+
+    def conflict(self, exc: DBAPIError) -> Conflict | None:
+        number = errors.error_number(exc.orig)
+        if number == WRITE_SET_ROWS:
+            return Conflict.WRITE_SET
+        if number == WRITE_SET_SIZE[0]:
+            args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+            message = str(args[1]).lower() if len(args) > 1 else ""
+            return Conflict.WRITE_SET if WRITE_SET_SIZE[1] in message else None
+        return Conflict.CONTENTION if number in RETRYABLE else None
 
     def is_configuration_error(self, exc: DBAPIError) -> bool:
         return errors.error_number(exc.orig) in CONFIGURATION

@@ -38,6 +38,7 @@ from retention.backends import Backend
 from retention.catalog import Catalog, is_integer
 from retention.periods import cutoff as compute_cutoff
 from retention.plan import (
+    BATCH_LIMIT,
     CUTOFF,
     KEYS,
     MARK_TIME,
@@ -164,7 +165,8 @@ class RulePlanner:
         size = self.batch_size(rule)
 
         def batch(*where: ColumnElement[bool]) -> Select[Any]:
-            chosen = select(*fetch_cols).where(due, *where).order_by(*key_cols).limit(size)
+            limit = bindparam(BATCH_LIMIT, size, type_=Integer)
+            chosen = select(*fetch_cols).where(due, *where).order_by(*key_cols).limit(limit)
             return chosen.with_for_update() if self.backend.locks_rows else chosen
 
         # One scan counts the rows past the cutoff and splits them: kept by `unless`,

@@ -2,7 +2,9 @@
 
 The model checks each value on its own; these check what only the whole file can tell:
 unique rule names, ``hold_subject`` without a ``holds`` registry, ``set`` where the action
-needs or forbids it, and that an anonymise rule can recognise what it already did.
+needs or forbids it, that an anonymise rule can recognise what it already did, and that
+the rules can be ordered (``order.py``; by the tables' names as written, so with the
+schema ``validate`` finds also the cycles that other spellings or ON DELETE CASCADE make).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from retention.errors import Problem
 from retention.policy.locator import Locator, Path
 from retention.policy.model import Cascade, Policy, Rule
+from retention.policy.order import check_order
 from retention.policy.strategies import is_recognisable, strategy_name
 from retention.policy.walk import Node, NodeKind, walk
 
@@ -36,6 +39,7 @@ def check(policy: Policy, locator: Locator) -> list[Problem]:
             problems.extend(_check_cascade(node.item, node.path, locator))
 
     walk(policy, visit)
+    problems.extend(check_order(policy, locator))
     return problems
 
 
@@ -90,7 +94,7 @@ def _check_set(rule: Rule, at: Path, locator: Locator) -> list[Problem]:
                 (*at, "set", rule.mark), f"'{rule.mark}' is the mark column; it cannot also be set"
             )
         )
-    if rule.clock in rule.set:
+    if isinstance(rule.clock, str) and rule.clock in rule.set:
         out.append(
             locator.problem(
                 (*at, "set", rule.clock),

@@ -6,10 +6,10 @@ SELECT count(*) AS count_1 FROM accounts;
 -- highest key (bounds the windows of keys)
 SELECT max(accounts.id) AS max_1 FROM accounts;
 -- select and lock the first batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.anonymised_at IS NULL ORDER BY accounts.id LIMIT %(param_1)s FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.anonymised_at IS NULL ORDER BY accounts.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch within a window of keys
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.anonymised_at IS NULL AND accounts.id > %(last_0)s AND accounts.id <= %(upto)s ORDER BY accounts.id LIMIT %(param_1)s FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.anonymised_at IS NULL AND accounts.id > %(last_0)s AND accounts.id <= %(upto)s ORDER BY accounts.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.anonymised_at IS NULL AND accounts.id > %(last_0)s ORDER BY accounts.id LIMIT %(param_1)s FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.anonymised_at IS NULL AND accounts.id > %(last_0)s ORDER BY accounts.id LIMIT %(batch_limit)s FOR UPDATE;
 -- anonymise the batch's rows in accounts
 UPDATE accounts SET username=concat(%(set_username_prefix_text)s, substr(lower(sha2(concat(%(hmac_outer)s, unhex(sha2(concat(%(hmac_inner)s, CAST(CONVERT(accounts.username USING utf8mb4) AS BINARY)), %(sha2_1)s))), %(sha2_2)s)), %(substr_1)s, %(substr_2)s)), email=%(email)s, phone=concat(repeat(%(set_phone_mask_char)s, greatest(char_length(accounts.phone) - %(char_length_1)s, %(greatest_1)s)), right(accounts.phone, %(right_1)s)), note=%(set_note_redacted)s, status=%(set_status_value)s, last_ip=CASE WHEN (CONVERT(accounts.last_ip USING utf8mb4) REGEXP %(param_1)s) THEN concat(substring_index(CONVERT(accounts.last_ip USING utf8mb4), %(substring_index_1)s, %(substring_index_2)s), %(concat_1)s) WHEN (CONVERT(accounts.last_ip USING utf8mb4) REGEXP %(param_2)s AND inet6_aton(CONVERT(accounts.last_ip USING utf8mb4)) IS NOT NULL) THEN inet6_ntoa(concat(substring(inet6_aton(CONVERT(accounts.last_ip USING utf8mb4)), %(substring_1)s, %(substring_2)s), unhex(%(unhex_1)s))) ELSE CONVERT(accounts.last_ip USING utf8mb4) END, birth_date=date_format(accounts.birth_date, %(date_format_1)s), anonymised_at=%(mark_time)s WHERE accounts.id IN (<the integers of :keys, inline>);

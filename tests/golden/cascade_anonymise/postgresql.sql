@@ -6,9 +6,9 @@ SELECT count(*) AS count_1 FROM accounts;
 -- count dependents in access_log
 SELECT count(*) AS count_1 FROM access_log WHERE access_log.account_id IN (SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL);
 -- select and lock the first batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL ORDER BY accounts.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- anonymise dependents in access_log
 UPDATE access_log SET ip_address=CASE WHEN (access_log.ip_address ~ %(ip_address_1)s::VARCHAR) THEN host(network(set_masklen(CAST(access_log.ip_address AS INET), %(set_masklen_1)s::INTEGER))) WHEN (access_log.ip_address ~ %(ip_address_2)s::VARCHAR) THEN host(network(set_masklen(CAST(access_log.ip_address AS INET), %(set_masklen_2)s::INTEGER))) ELSE access_log.ip_address END, user_agent=%(access_log_set_user_agent_redacted)s::VARCHAR WHERE access_log.account_id = ANY (%(parent_values)s::INTEGER[]);
 -- anonymise the batch's rows in accounts

@@ -10,11 +10,11 @@ SELECT count(*) AS count_1 FROM contact_notes WHERE contact_notes.contact_id IN 
 -- highest key (bounds the windows of keys)
 SELECT max(feedback.id) AS max_1 FROM feedback;
 -- select and lock the first batch
-SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s ORDER BY feedback.id LIMIT %(param_1)s FOR UPDATE;
+SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s ORDER BY feedback.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch within a window of keys
-SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s AND feedback.id > %(last_0)s AND feedback.id <= %(upto)s ORDER BY feedback.id LIMIT %(param_1)s FOR UPDATE;
+SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s AND feedback.id > %(last_0)s AND feedback.id <= %(upto)s ORDER BY feedback.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch
-SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s AND feedback.id > %(last_0)s ORDER BY feedback.id LIMIT %(param_1)s FOR UPDATE;
+SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s AND feedback.id > %(last_0)s ORDER BY feedback.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock dependents in feedback_contacts
 SELECT feedback_contacts.id FROM feedback_contacts WHERE feedback_contacts.feedback_id IN (<the integers of :parent_values, inline>) FOR UPDATE;
 -- delete dependents in contact_notes

@@ -8,9 +8,9 @@ SELECT count(*) AS count_1 FROM feedback_contacts WHERE feedback_contacts.feedba
 -- count dependents in contact_notes
 SELECT count(*) AS count_1 FROM contact_notes WHERE contact_notes.contact_id IN (SELECT feedback_contacts.id FROM feedback_contacts WHERE feedback_contacts.feedback_id IN (SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE));
 -- select and lock the first batch
-SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY feedback.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY feedback.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch
-SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND feedback.id > %(last_0)s::INTEGER ORDER BY feedback.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND feedback.id > %(last_0)s::INTEGER ORDER BY feedback.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock dependents in feedback_contacts
 SELECT feedback_contacts.id FROM feedback_contacts WHERE feedback_contacts.feedback_id = ANY (%(parent_values)s::INTEGER[]) FOR UPDATE;
 -- delete dependents in contact_notes

@@ -10,11 +10,11 @@ SELECT count(*) AS count_1 FROM access_log WHERE access_log.account_id IN (SELEC
 -- highest key (bounds the windows of keys)
 SELECT max(accounts.id) AS max_1 FROM accounts;
 -- select and lock the first batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s ORDER BY accounts.id LIMIT %(param_1)s FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s ORDER BY accounts.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch within a window of keys
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.id > %(last_0)s AND accounts.id <= %(upto)s ORDER BY accounts.id LIMIT %(param_1)s FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.id > %(last_0)s AND accounts.id <= %(upto)s ORDER BY accounts.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.id > %(last_0)s ORDER BY accounts.id LIMIT %(param_1)s FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.id > %(last_0)s ORDER BY accounts.id LIMIT %(batch_limit)s FOR UPDATE;
 -- detach dependents in tickets
 UPDATE tickets SET account_id=%(account_id)s WHERE tickets.account_id IN (<the integers of :parent_values, inline>);
 -- delete dependents in access_log

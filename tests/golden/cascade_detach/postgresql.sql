@@ -8,9 +8,9 @@ SELECT count(*) AS count_1 FROM tickets WHERE tickets.account_id IN (SELECT acco
 -- count dependents in access_log
 SELECT count(*) AS count_1 FROM access_log WHERE access_log.account_id IN (SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE);
 -- select and lock the first batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY accounts.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- detach dependents in tickets
 UPDATE tickets SET account_id=%(account_id)s::INTEGER WHERE tickets.account_id = ANY (%(parent_values)s::INTEGER[]);
 -- delete dependents in access_log

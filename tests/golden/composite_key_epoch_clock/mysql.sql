@@ -4,8 +4,8 @@ SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s ELSE %
 -- count rows in table (for max_fraction)
 SELECT count(*) AS count_1 FROM order_lines;
 -- select and lock the first batch
-SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s AND NOT (order_lines.address IS NOT NULL AND CAST(order_lines.address AS BINARY) = CAST(%(set_address_redacted)s AS BINARY)) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(param_1)s FOR UPDATE;
+SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s AND NOT (order_lines.address IS NOT NULL AND CAST(order_lines.address AS BINARY) = CAST(%(set_address_redacted)s AS BINARY)) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch
-SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s AND NOT (order_lines.address IS NOT NULL AND CAST(order_lines.address AS BINARY) = CAST(%(set_address_redacted)s AS BINARY)) AND order_lines.order_id >= %(last_0)s AND (order_lines.order_id > %(last_0)s OR order_lines.order_id = %(last_0)s AND order_lines.line_no > %(last_1)s) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(param_1)s FOR UPDATE;
+SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s AND NOT (order_lines.address IS NOT NULL AND CAST(order_lines.address AS BINARY) = CAST(%(set_address_redacted)s AS BINARY)) AND order_lines.order_id >= %(last_0)s AND (order_lines.order_id > %(last_0)s OR order_lines.order_id = %(last_0)s AND order_lines.line_no > %(last_1)s) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(batch_limit)s FOR UPDATE;
 -- anonymise the batch's rows in order_lines
 UPDATE order_lines SET address=%(set_address_redacted)s WHERE (order_lines.order_id, order_lines.line_no) IN (<one placeholder per item of :keys>);

@@ -4,8 +4,8 @@ SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEG
 -- count rows in table (for max_fraction)
 SELECT count(*) AS count_1 FROM order_lines;
 -- select and lock the first batch
-SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s::INTEGER AND NOT (order_lines.address IS NOT NULL AND order_lines.address = %(set_address_redacted)s::VARCHAR) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s::INTEGER AND NOT (order_lines.address IS NOT NULL AND order_lines.address = %(set_address_redacted)s::VARCHAR) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch
-SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s::INTEGER AND NOT (order_lines.address IS NOT NULL AND order_lines.address = %(set_address_redacted)s::VARCHAR) AND order_lines.order_id >= %(last_0)s::INTEGER AND (order_lines.order_id > %(last_0)s::INTEGER OR order_lines.order_id = %(last_0)s::INTEGER AND order_lines.line_no > %(last_1)s::INTEGER) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s::INTEGER AND NOT (order_lines.address IS NOT NULL AND order_lines.address = %(set_address_redacted)s::VARCHAR) AND order_lines.order_id >= %(last_0)s::INTEGER AND (order_lines.order_id > %(last_0)s::INTEGER OR order_lines.order_id = %(last_0)s::INTEGER AND order_lines.line_no > %(last_1)s::INTEGER) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- anonymise the batch's rows in order_lines
 UPDATE order_lines SET address=%(set_address_redacted)s::VARCHAR WHERE (order_lines.order_id, order_lines.line_no) IN (<one placeholder per item of :keys>);

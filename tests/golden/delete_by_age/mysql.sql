@@ -6,10 +6,10 @@ SELECT count(*) AS count_1 FROM access_log;
 -- highest key (bounds the windows of keys)
 SELECT max(access_log.id) AS max_1 FROM access_log;
 -- select and lock the first batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s ORDER BY access_log.id LIMIT %(param_1)s FOR UPDATE;
+SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s ORDER BY access_log.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch within a window of keys
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s AND access_log.id > %(last_0)s AND access_log.id <= %(upto)s ORDER BY access_log.id LIMIT %(param_1)s FOR UPDATE;
+SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s AND access_log.id > %(last_0)s AND access_log.id <= %(upto)s ORDER BY access_log.id LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s AND access_log.id > %(last_0)s ORDER BY access_log.id LIMIT %(param_1)s FOR UPDATE;
+SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s AND access_log.id > %(last_0)s ORDER BY access_log.id LIMIT %(batch_limit)s FOR UPDATE;
 -- delete the batch's rows in access_log
 DELETE FROM access_log WHERE access_log.id IN (<the integers of :keys, inline>);

@@ -4,8 +4,8 @@ SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEG
 -- count rows in table (for max_fraction)
 SELECT count(*) AS count_1 FROM access_log;
 -- select and lock the first batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY access_log.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND access_log.id > %(last_0)s::INTEGER ORDER BY access_log.id LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND access_log.id > %(last_0)s::INTEGER ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- delete the batch's rows in access_log
 DELETE FROM access_log WHERE access_log.id = ANY (%(keys)s::INTEGER[]);

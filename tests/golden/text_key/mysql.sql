@@ -4,8 +4,8 @@ SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s ELSE %
 -- count rows in table (for max_fraction)
 SELECT count(*) AS count_1 FROM sessions;
 -- select and lock the first batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s ORDER BY sessions.token LIMIT %(param_1)s FOR UPDATE;
+SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s ORDER BY sessions.token LIMIT %(batch_limit)s FOR UPDATE;
 -- select and lock the next batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s AND sessions.token > %(last_0)s ORDER BY sessions.token LIMIT %(param_1)s FOR UPDATE;
+SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s AND sessions.token > %(last_0)s ORDER BY sessions.token LIMIT %(batch_limit)s FOR UPDATE;
 -- delete the batch's rows in sessions
 DELETE FROM sessions WHERE sessions.token IN (<one placeholder per item of :keys>);

@@ -4,8 +4,8 @@ SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEG
 -- count rows in table (for max_fraction)
 SELECT count(*) AS count_1 FROM sessions;
 -- select and lock the first batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY sessions.token LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND sessions.token > %(last_0)s::VARCHAR ORDER BY sessions.token LIMIT %(param_1)s::INTEGER FOR UPDATE;
+SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND sessions.token > %(last_0)s::VARCHAR ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- delete the batch's rows in sessions
 DELETE FROM sessions WHERE sessions.token = ANY (%(keys)s::VARCHAR(64)[]);
