@@ -30,6 +30,7 @@ from retention.db import make_engine, reachable, require_writable, shown_url
 from retention.demo import create_demo
 from retention.errors import DatabaseUnavailable, PolicyError, UsageError
 from retention.executor import Counts, count_rule, guard_verdict
+from retention.leases import LeaseTerms
 from retention.logs import get_logger
 from retention.metrics import Metrics, ping
 from retention.plan import Plan, RulePlan
@@ -238,8 +239,12 @@ def run(
     clock: Callable[[], datetime] | None = None,
     loaded: LoadedPolicy | None = None,
     run_id: str | None = None,
+    slot: str | None = None,
 ) -> RunResult:
-    """Enforce the policy: delete or anonymise every due row, with its audit records."""
+    """Enforce the policy: delete or anonymise every due row, with its audit records.
+
+    ``slot`` (from ``serve``) names the scheduled time this run is for: a rule another
+    replica already ran for the same slot is skipped."""
     hash_key = settings.require_hash_key()
     _check_max_runtime(max_runtime)
     pinned = now is not None
@@ -271,7 +276,14 @@ def run(
                 max_retries=settings.max_retries,
             )
             result = run_plan(
-                engine, compiled, audit, hash_key, control, override_guard=frozenset(override_guard)
+                engine,
+                compiled,
+                audit,
+                hash_key,
+                control,
+                override_guard=frozenset(override_guard),
+                lease_terms=LeaseTerms(settings.lease_seconds, settings.lease_renew_every),
+                slot=slot,
             )
         result.now = now
         if heads is not None and result.head:

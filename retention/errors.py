@@ -13,6 +13,7 @@ maps these classes to exit codes (SPEC section 4)::
     │   └── DatabaseBusy                a stopped run never got the database's write lock
     ├── RuleFailed                   1  a rule failed at run time (carries rule and table)
     ├── LockNotAcquired                 another run holds the rule (a skip, not a failure)
+    ├── LeaseLost                    1  the run lost a rule's lease mid-rule (the rule fails)
     ├── AuditTampered                4  ``audit verify`` found a broken chain
     └── DemoRefused                 78  ``demo`` would overwrite a database holding other tables
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class RetentionError(Exception):
@@ -116,11 +118,34 @@ class RuleFailed(RetentionError):
 
 
 class LockNotAcquired(RetentionError):
-    """Another run holds this rule's lock; the rule is skipped."""
+    """Another run holds this rule's lease; the rule is skipped.
 
-    def __init__(self, rule: str) -> None:
+    ``holder`` and ``expires_at`` name that run and when its lease runs out (run ids and
+    times only: nothing secret, no row value); ``reason`` says why the rule is not taken.
+    """
+
+    def __init__(
+        self,
+        rule: str,
+        *,
+        holder: str | None = None,
+        expires_at: datetime | None = None,
+        reason: str = "lease held by another run",
+    ) -> None:
         self.rule = rule
-        super().__init__(f"rule '{rule}' is held by another run")
+        self.holder = holder
+        self.expires_at = expires_at
+        self.reason = reason
+        super().__init__(f"rule '{rule}' is not taken: {reason}")
+
+
+class LeaseLost(RetentionError):
+    """A run's lease on a rule expired or was taken over: no further batch may commit."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"lease {name} lost: {reason}")
 
 
 class AuditTampered(RetentionError):

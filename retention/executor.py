@@ -23,7 +23,8 @@ from retention.audit.records import key_digest
 from retention.audit.writer import AuditWriter
 from retention.backends import Backend, backend_for, describe_error
 from retention.control import Control, Watchdog
-from retention.errors import LockNotAcquired, RuleFailed
+from retention.errors import LeaseLost, LockNotAcquired, RuleFailed
+from retention.leases import Lease, Leases
 from retention.logs import get_logger
 from retention.outcomes import Event, Status
 from retention.plan import (
@@ -133,29 +134,37 @@ class Executor:
     override_guard: bool = False
     backend: Backend = field(init=False)
     watchdog: Watchdog = field(init=False)
+    #: the rule's lease and its keeper: every batch checks it in its own transaction
+    lease: tuple[Leases, Lease] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.backend = backend_for(self.engine)
 
     def run_rule(
-        self, plan: RulePlan, lock: AbstractContextManager[Any] | None = None
+        self,
+        plan: RulePlan,
+        lock: AbstractContextManager[Any] | None = None,
+        leases: Leases | None = None,
     ) -> RuleResult:
-        """Run one rule under ``lock`` (the rule's lock, taken without waiting).
+        """Run one rule under ``lock`` (the rule's lease, taken without waiting, which
+        every batch checks through ``leases``).
 
-        The boundary of a rule: whatever goes wrong inside it (taking the lock, counting,
-        a batch, a bug) is recorded as ``rule_failed`` and the run goes on with the
-        other rules (SPEC section 4, exit 1).
+        The boundary of a rule: whatever goes wrong inside it (taking the lease, counting,
+        a batch, a lost lease, a bug) is recorded as ``rule_failed`` and the run goes on
+        with the other rules (SPEC section 4, exit 1).
         """
         started = self.control.monotonic()
         result = RuleResult.of(plan, Status.DONE)
         try:
-            with lock or nullcontext(), self.engine.connect() as raw:
+            with lock or nullcontext() as held, self.engine.connect() as raw:
+                if leases is not None and held is not None:
+                    self.lease = (leases, held)
                 cancel = functools.partial(self.backend.interrupt, self.engine, raw)
                 self.watchdog = Watchdog(self.control.stopping, cancel)
                 with self.watchdog.watching(self.control.TICK):
                     self._run(self.backend.for_writing(raw), plan, result, started)
-        except LockNotAcquired:
-            return self.skipped(plan, "lock held by another run")
+        except LockNotAcquired as taken:
+            return self.skipped(plan, taken)
         except Exception as exc:  # the one boundary of a rule (see the docstring)
             result.seconds = self.control.monotonic() - started
             return self.failed(plan, exc, result)
@@ -172,24 +181,29 @@ class Executor:
         result = result or RuleResult.of(plan, Status.FAILED)
         result.status = Status.FAILED
         result.error = describe_error(exc)
-        with self.engine.begin() as conn:
-            self.audit.append(
-                conn,
-                Event.RULE_FAILED,
-                **self._about(plan),
-                row_count=result.rows,
-                details={"error": result.error, "batches": result.batches},
-            )
+        details: dict[str, Any] = {"error": result.error, "batches": result.batches}
+        if isinstance(exc, LeaseLost):
+            details["reason"] = f"the rule's lease was lost ({exc.reason}): no batch after it"
+        self.audit.append_committed(
+            self.engine,
+            Event.RULE_FAILED,
+            **self._about(plan),
+            row_count=result.rows,
+            details=details,
+        )
         log.error("rule failed", rule=plan.name, error=result.error, rows=result.rows)
         return result
 
-    def skipped(self, plan: RulePlan, why: str) -> RuleResult:
-        """A rule another run holds: recorded as ``rule_skipped`` and left alone."""
-        with self.engine.begin() as conn:
-            self.audit.append(
-                conn, Event.RULE_SKIPPED, **self._about(plan), details={"reason": why}
-            )
-        log.info("rule skipped: held by another run", rule=plan.name)
+    def skipped(self, plan: RulePlan, taken: LockNotAcquired) -> RuleResult:
+        """A rule another run holds: recorded as ``rule_skipped``, naming that run and its
+        lease's expiry, and left alone."""
+        details = {"reason": taken.reason, "held_by": taken.holder}
+        if taken.expires_at is not None:
+            details["lease_expires_at"] = taken.expires_at.isoformat()
+        self.audit.append_committed(
+            self.engine, Event.RULE_SKIPPED, **self._about(plan), details=details
+        )
+        log.info("rule skipped: held by another run", rule=plan.name, **details)
         return RuleResult.of(plan, Status.SKIPPED)
 
     def _run(self, conn: Connection, plan: RulePlan, result: RuleResult, started: float) -> None:
@@ -199,14 +213,13 @@ class Executor:
         result.guard = guard_verdict(plan, counts)
         if result.guard != "ok" and not self.override_guard:
             result.status = Status.GUARD_TRIPPED
-            with conn.begin():
-                self.audit.append(
-                    conn,
-                    Event.GUARD_TRIPPED,
-                    **self._about(plan),
-                    row_count=0,
-                    details={"due": counts.due, "total": counts.total, "verdict": result.guard},
-                )
+            self.audit.append_committed(
+                conn,
+                Event.GUARD_TRIPPED,
+                **self._about(plan),
+                row_count=0,
+                details={"due": counts.due, "total": counts.total, "verdict": result.guard},
+            )
             log.warning("guard tripped", rule=plan.name, verdict=result.guard)
             return
         result.guard_overridden = result.guard != "ok"
@@ -225,15 +238,14 @@ class Executor:
             details["stopped_by"] = result.stopped_by
         if result.guard_overridden:
             details["guard_overridden"] = result.guard
-        with conn.begin():
-            self.audit.append(
-                conn,
-                Event.RULE_FINISHED,
-                **self._about(plan),
-                row_count=result.rows,
-                dependents=result.dependents or None,
-                details=details,
-            )
+        self.audit.append_committed(
+            conn,
+            Event.RULE_FINISHED,
+            **self._about(plan),
+            row_count=result.rows,
+            dependents=result.dependents or None,
+            details=details,
+        )
         log.info(
             "rule finished",
             rule=plan.name,
@@ -328,6 +340,8 @@ class Executor:
         size: int,
     ) -> tuple[tuple[Any, ...], int, dict[str, int]] | None:
         with conn.begin():
+            if self.lease is not None:
+                self.lease[0].check(conn, self.lease[1])  # fenced: LeaseLost rolls back
             window = plan.step(StepKind.SELECT_WINDOW)
             if last is None:
                 chosen = conn.execute(plan.statement(StepKind.SELECT_FIRST), {BATCH_LIMIT: size})

@@ -1,12 +1,15 @@
-"""A whole run: the run's records around each rule's lock and execution.
+"""A whole run: the run's records around each rule's lease and execution.
 
-``run_started`` is committed before the first batch; each rule runs under its lock (a
-rule held by another run is recorded as ``rule_skipped`` and left alone); the run ends
-with ``run_finished``, or ``run_interrupted`` when a signal asked it to stop.
+The run first takes its own liveness lease (``run:<run id>``, renewed by the heartbeat
+for as long as it runs), then commits ``run_started``; each rule runs under its lease (a
+rule leased by another run is recorded as ``rule_skipped``, naming that run, and left
+alone); the run ends with ``run_finished``, or ``run_interrupted`` when a signal asked it
+to stop, and gives its lease back.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,7 +21,7 @@ from retention.audit.writer import AuditWriter
 from retention.control import Control
 from retention.errors import LockNotAcquired
 from retention.executor import Executor, RuleResult
-from retention.locks import rule_lock
+from retention.leases import Leases, LeaseTerms, rule_lease, run_lease
 from retention.logs import get_logger
 from retention.outcomes import Event, ExitCode, Status
 from retention.plan import Plan
@@ -60,18 +63,26 @@ def run_plan(
     control: Control,
     *,
     override_guard: frozenset[str] = frozenset(),
+    lease_terms: LeaseTerms | None = None,
+    slot: str | None = None,
 ) -> RunResult:
+    """Run ``plan``; ``slot`` names the scheduled time of a ``serve`` job, so replicas
+    run each scheduled run of a rule once."""
     audit.ensure_tables(engine)
-    with rule_lock(engine, audit.run_id, scope="run", forget=True):
-        record_dead_runs(engine, audit)
-        return _run(engine, plan, audit, hash_key, control, override_guard)
+    leases = Leases(engine, audit.table_name, audit.run_id, lease_terms or LeaseTerms())
+    with leases.heartbeat(), leases.holding(run_lease(audit.run_id), forget=True):
+        record_dead_runs(engine, audit, leases)
+        return _run(engine, plan, audit, hash_key, control, override_guard, leases, slot)
 
 
-def record_dead_runs(engine: Engine, audit: AuditWriter) -> list[str]:
-    """Record ``run_interrupted`` for runs that started, never ended, and hold no lock.
+def record_dead_runs(engine: Engine, audit: AuditWriter, leases: Leases) -> list[str]:
+    """Record ``run_interrupted`` for runs that started, never ended, and whose lease
+    expired (or that never had one).
 
-    A live run holds its run lock for its whole duration; a run whose lock is free died
-    (SIGKILL, a crash, a lost machine) before it could record its end.
+    A live run renews its ``run:`` lease for its whole duration; a run whose lease ran
+    out died (SIGKILL, a crash, a lost machine, a pause longer than the lease) before it
+    could record its end. The finder takes the dead run's lease first, so of several
+    finders one writes the record, and it writes it fenced by that lease.
     """
     records = audit.records
     ended = select(records.c.run_id).where(
@@ -86,24 +97,25 @@ def record_dead_runs(engine: Engine, audit: AuditWriter) -> list[str]:
     for run_id in candidates:
         if run_id == audit.run_id:
             continue
+        written = audit.last_seq
         try:
-            with rule_lock(engine, run_id, scope="run", forget=True), engine.begin() as conn:
-                # Re-checked under the lock: another run may have recorded it meanwhile.
-                if conn.execute(ended.where(records.c.run_id == run_id)).first() is not None:
-                    continue
-                audit.append(
-                    conn,
+            with leases.holding(run_lease(run_id), forget=True) as lease:
+                audit.append_committed(
+                    engine,
                     Event.RUN_INTERRUPTED,
+                    ended_by=(Event.RUN_FINISHED,),
+                    fence=functools.partial(leases.check, lease=lease),
                     run_id=run_id,
                     details={
                         "reason": "the run ended without recording its end (killed or crashed)",
                         "found_by": audit.run_id,
                     },
                 )
-                found.append(run_id)
-                log.warning("found a run that died without finishing", dead_run_id=run_id)
         except LockNotAcquired:
-            continue  # still running elsewhere
+            continue  # its lease is live: still running elsewhere
+        if audit.last_seq != written:  # not recorded meanwhile by another finder
+            found.append(run_id)
+            log.warning("found a run that died without finishing", dead_run_id=run_id)
     return found
 
 
@@ -114,22 +126,23 @@ def _run(
     hash_key: bytes,
     control: Control,
     override_guard: frozenset[str],
+    leases: Leases,
+    slot: str | None,
 ) -> RunResult:
     result = RunResult(audit.run_id)
-    with engine.begin() as conn:
-        audit.append(
-            conn,
-            Event.RUN_STARTED,
-            details={
-                "rules": [r.name for r in plan.rules],
-                "dialect": plan.dialect,
-                "overridden_guards": sorted(override_guard) or None,
-                "now": plan.now.isoformat(),
-                "now_pinned": plan.now_pinned,
-                # Lets `audit find` and `verify` say a record was written under another key.
-                "key_fingerprint": key_fingerprint(hash_key),
-            },
-        )
+    audit.append_committed(
+        engine,
+        Event.RUN_STARTED,
+        details={
+            "rules": [r.name for r in plan.rules],
+            "dialect": plan.dialect,
+            "overridden_guards": sorted(override_guard) or None,
+            "now": plan.now.isoformat(),
+            "now_pinned": plan.now_pinned,
+            # Lets `audit find` and `verify` say a record was written under another key.
+            "key_fingerprint": key_fingerprint(hash_key),
+        },
+    )
     log.info("run started", run_id=audit.run_id, rules=len(plan.rules))
     for rule_plan in plan.rules:
         if control.stop_requested():
@@ -139,7 +152,8 @@ def _run(
             engine, audit, hash_key, control, override_guard=rule_plan.name in override_guard
         )
         # Whatever fails inside the rule is that rule's failure (Executor.run_rule).
-        outcome = executor.run_rule(rule_plan, rule_lock(engine, rule_plan.name))
+        lease = leases.holding(rule_lease(rule_plan.name), slot=slot)
+        outcome = executor.run_rule(rule_plan, lease, leases)
         result.rules.append(outcome)
         if outcome.status == Status.INTERRUPTED:
             result.interrupted = True
@@ -150,8 +164,9 @@ def _run(
         "rows": sum(r.rows for r in result.rules),
     }
     try:
-        with engine.begin() as conn:
-            result.head = audit.append(conn, event, details=summary)
+        result.head = audit.append_committed(
+            engine, event, ended_by=(Event.RUN_FINISHED, Event.RUN_INTERRUPTED), details=summary
+        )
     except DBAPIError:
         log.error("could not record the end of the run", run_id=audit.run_id)
         raise

@@ -1,16 +1,18 @@
 """APScheduler wiring for ``retention serve``: one job per enabled rule, on its schedule.
 
 The job store is in memory and rebuilt from the policy at start and on SIGHUP, never
-shared: the database locks (``locks.py``) are what keep two workers, or a worker and a
-cron ``run``, off the same rule. Jobs coalesce, never overlap themselves, and a late job
-still runs (no misfire limit), because a retention run that is late is still owed.
+shared: the rule leases in the database (``leases.py``) are what keep two workers, or a
+worker and a cron ``run``, off the same rule, and each job names its slot (the minute it
+was scheduled for), so replicas of ``serve`` run each scheduled run of a rule once. Jobs
+coalesce, never overlap themselves, and a late job still runs (no misfire limit), because
+a retention run that is late is still owed.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -22,7 +24,7 @@ from retention.schedules import parse_cron
 
 log = get_logger("retention.scheduler")
 
-RunRule = Callable[[str, str], None]  # (rule name, job run id)
+RunRule = Callable[[str, str, str], None]  # (rule name, job run id, slot)
 
 
 def scheduled_rules(policy: Policy) -> list[tuple[str, str]]:
@@ -59,10 +61,12 @@ def install_jobs(scheduler: BlockingScheduler, policy: Policy, run_rule: RunRule
 
 def _job(rule: str, run_rule: RunRule) -> None:
     run_id = str(uuid.uuid4())
+    # Cron fires on the minute: replicas whose clocks agree name the same slot.
+    slot = datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ")
     # Bound inside the job: context variables do not follow the executor's threads.
     structlog.contextvars.bind_contextvars(rule=rule, run_id=run_id)
     try:
-        run_rule(rule, run_id)
+        run_rule(rule, run_id, slot)
     finally:
         structlog.contextvars.unbind_contextvars("rule", "run_id")
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal, TextIO
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # busy_timeout); MySQL's setting is whole seconds, rounded up.
     lock_timeout_ms: int = Field(default=5000, gt=0, le=600_000)
     max_retries: int = Field(default=5, ge=0, le=100)
+    # Rule leases (SPEC section 5): how long one lasts unrenewed, and how often a run
+    # renews it (a third of the lease when not set).
+    lease_seconds: float = Field(default=300.0, ge=1, le=86_400, allow_inf_nan=False)
+    lease_renew_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     audit_head_file: Path | None = None
     # Observability (SPEC section 3 leaves these to the worker issue).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
@@ -57,6 +61,22 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("not a database URL such as postgresql+psycopg://host/db") from None
         return value
+
+    @field_validator("lease_renew_seconds")
+    @classmethod
+    def _renew_within_lease(cls, value: float | None, info: ValidationInfo) -> float | None:
+        lease = info.data.get("lease_seconds")
+        if value is not None and lease is not None and value > lease / 2:
+            raise ValueError(
+                f"{value:g} s renews too late for a {lease:g} s lease (RETENTION_LEASE_SECONDS): "
+                "use at most half of it, a third is the default"
+            )
+        return value
+
+    @property
+    def lease_renew_every(self) -> float:
+        """Seconds between two renewals of a held lease."""
+        return self.lease_renew_seconds or self.lease_seconds / 3
 
     def masked_url(self) -> str:
         if not self.database_url.get_secret_value():

@@ -59,7 +59,7 @@ class Worker:
         self.scheduler.start()
         log.info("worker stopped")
 
-    def run_rule(self, rule: str, run_id: str) -> None:
+    def run_rule(self, rule: str, run_id: str, slot: str | None = None) -> None:
         if self.stop.is_set():
             return
         started = time.monotonic()
@@ -70,6 +70,7 @@ class Worker:
                 stop_requested=self.stop.is_set,
                 loaded=self.loaded,
                 run_id=run_id,  # the job's logs and its audit records share one run id
+                slot=slot,  # replicas of `serve` run each scheduled run of a rule once
             )
         except RetentionError as exc:
             log.error("scheduled run failed", error=type(exc).__name__, reason=str(exc))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from sqlalchemy import (
     Column,
     DateTime,
+    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -28,7 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from retention.audit.writer import ensure_audit_tables
 from retention.cli import cli
+from retention.leases import Lease, Leases, rule_lease, run_lease
 
 # --- policies --------------------------------------------------------------------------
 
@@ -116,6 +120,25 @@ def feedback_schema(
             Column("released_at", DateTime, nullable=True),
         )
     return meta
+
+
+# --- leases ----------------------------------------------------------------------------
+
+
+@contextmanager
+def lease_held(
+    engine: Engine,
+    *,
+    rule: str | None = None,
+    run: str | None = None,
+    owner: str = "00000000-0000-4000-8000-000000000000",
+    audit_table: str = "retention_audit",
+) -> Iterator[Lease]:
+    """Another run's live lease on ``rule`` (or a run's liveness lease), for the duration."""
+    ensure_audit_tables(engine, audit_table)
+    name = rule_lease(rule) if rule is not None else run_lease(run or owner)
+    with Leases(engine, audit_table, owner).holding(name) as lease:
+        yield lease
 
 
 # --- invoking the command line ----------------------------------------------------------

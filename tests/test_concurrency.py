@@ -20,7 +20,7 @@ from typing import Any
 
 import builders
 import pytest
-from builders import Invocation, feedback_schema, write_policy
+from builders import Invocation, feedback_schema, lease_held, write_policy
 from conftest import HASH_KEY
 from sqlalchemy import (
     Column,
@@ -37,7 +37,6 @@ from sqlalchemy import (
 from retention import api
 from retention.audit.records import audit_tables
 from retention.cli import cli
-from retention.locks import rule_lock
 from retention.settings import Settings
 
 META = feedback_schema(feedback=["user_id", "body"], contacts=["email"], holds=True)
@@ -259,12 +258,12 @@ def test_three_runs_started_at_once_remove_every_due_row_exactly_once(
 # --- a rule held by another run ---------------------------------------------------------
 
 
-def test_a_rule_whose_lock_is_held_is_skipped_and_the_others_still_run(
+def test_a_rule_whose_lease_is_held_is_skipped_and_the_others_still_run(
     settings: Settings, engine: Engine
 ) -> None:
     """The held rule is 'skipped' with a rule_skipped record; its rows stay; the rest run."""
     build(engine, settings, 40, batch_size=10)
-    with rule_lock(engine, ACCESS_RULE):
+    with lease_held(engine, rule=ACCESS_RULE):
         result = api.run(settings)
     status = {r.rule: r.status for r in result.rules}
     assert status == {FEEDBACK_RULE: "done", ACCESS_RULE: "skipped", SESSIONS_RULE: "done"}
@@ -282,7 +281,7 @@ def test_a_run_whose_only_rule_is_held_exits_75(
 ) -> None:
     """Every rule skipped because another run holds it: retry later (exit 75)."""
     build(engine, settings, 8, batch_size=10)
-    with rule_lock(engine, SESSIONS_RULE):
+    with lease_held(engine, rule=SESSIONS_RULE):
         outcome = invoke(settings, "run", "--rule", SESSIONS_RULE, "--output", "json")
     assert outcome.exit_code == 75, outcome.output
     report = json.loads(outcome.stdout)
@@ -290,12 +289,12 @@ def test_a_run_whose_only_rule_is_held_exits_75(
     assert ids_in(engine, SESSIONS) == set(range(1, 9))
 
 
-def test_a_released_rule_lock_lets_the_next_run_take_the_rule(
+def test_a_released_rule_lease_lets_the_next_run_take_the_rule(
     settings: Settings, engine: Engine
 ) -> None:
-    """The lock is released when its holder is done: the next run is not skipped."""
+    """The lease is released when its holder is done: the next run is not skipped."""
     build(engine, settings, 8, batch_size=10)
-    with rule_lock(engine, SESSIONS_RULE):
+    with lease_held(engine, rule=SESSIONS_RULE):
         pass
     result = api.run(settings, rules=[SESSIONS_RULE])
     assert [r.status for r in result.rules] == ["done"]

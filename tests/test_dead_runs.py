@@ -1,9 +1,10 @@
 """Runs that died without recording their end (SPEC section 6, ``run_interrupted``).
 
-A live run holds a lock named by its run id for as long as it runs. At its start, a run
-looks for runs that have ``run_started`` but no end record: one whose lock is free died
-(SIGKILL, a crash, a lost machine) and is recorded once as ``run_interrupted``; one whose
-lock is held is still running and is left alone.
+A live run holds a lease named by its run id (``run:<run id>``) and renews it for as long
+as it runs. At its start, a run looks for runs that have ``run_started`` but no end
+record: one whose lease expired (or never existed) died (SIGKILL, a crash, a lost
+machine) and is recorded once as ``run_interrupted``; one whose lease is live is still
+running and is left alone.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from builders import write_policy
+from builders import lease_held, write_policy
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, Table, text
 
 from retention import api
 from retention.audit.writer import AuditWriter
-from retention.locks import rule_lock
 from retention.runner import RunResult
 from retention.settings import Settings
 
@@ -96,14 +96,15 @@ def test_a_run_that_died_is_recorded_once_as_interrupted(
     assert api.verify(settings).head == second.head
 
 
-def test_a_run_whose_lock_is_held_is_not_recorded_as_dead(
+def test_a_run_whose_lease_is_live_is_not_recorded_as_dead(
     settings: Settings, engine: Engine
 ) -> None:
-    """While its lock is held it is alive; once the lock is free, the next run records it."""
+    """While its lease is live it is alive; once the lease is given up, the next run
+    records it."""
     make_sessions(settings, engine)
     alive = start_a_run_that_dies(engine)
 
-    with rule_lock(engine, alive, scope="run"):
+    with lease_held(engine, run=alive, owner=alive):
         during = api.run(settings, now=NOW)
 
     assert during.exit_code == 0

@@ -13,7 +13,6 @@ import json
 import math
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -161,23 +160,21 @@ def test_any_error_inside_a_rule_is_its_rule_failed_and_the_run_goes_on(
     api.verify(settings)
 
 
-def test_a_rule_whose_lock_cannot_be_taken_fails_alone(
+def test_a_rule_whose_lease_cannot_be_taken_fails_alone(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An error while taking the rule's lock is the rule's failure, not the run's end."""
+    """An error while taking the rule's lease is the rule's failure, not the run's end."""
     build(engine, settings)
-    from retention import runner
+    from retention.leases import Lease, Leases
 
-    real_lock = runner.rule_lock
+    real_take = Leases.take
 
-    @contextmanager
-    def lock(engine: Engine, name: str, **kwargs: Any) -> Iterator[None]:
-        if name == "orders-after-1-year":
-            raise OSError("no space left for the lock file")
-        with real_lock(engine, name, **kwargs):
-            yield
+    def take(self: Leases, name: str, **kwargs: Any) -> Lease:
+        if name == "rule:orders-after-1-year":
+            raise OSError("the lease table cannot be written")
+        return real_take(self, name, **kwargs)
 
-    monkeypatch.setattr(runner, "rule_lock", lock)
+    monkeypatch.setattr(Leases, "take", take)
     result = api.run(settings)
     assert [r.status for r in result.rules] == ["failed", "done"]
     assert events(engine)[-1]["event"] == "run_finished"

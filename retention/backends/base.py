@@ -90,12 +90,6 @@ class Backend(Protocol):
         ...
 
     # --- locks ------------------------------------------------------------------------
-    def rule_lock(
-        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
-    ) -> AbstractContextManager[None]:
-        """Hold a named lock without waiting; ``LockNotAcquired`` if another run has it."""
-        ...
-
     def ddl_lock(self, engine: Engine, conn: Connection, name: str) -> AbstractContextManager[None]:
         """Serialise DDL (creating the audit tables) across runs starting at once: holds
         the lock around a transaction it begins on ``conn`` and commits on leaving.
@@ -142,6 +136,11 @@ class Backend(Protocol):
     def conflict(self, exc: DBAPIError) -> Conflict | None:
         """What kind of conflict failed a batch (a retry, a smaller batch), or None when
         the error is not one a retry can get past."""
+        ...
+
+    def is_already_exists(self, exc: DBAPIError) -> bool:
+        """Creating a table, trigger or row that another run (another Galera node) created
+        first: the creation is looked at again, not failed."""
         ...
 
     def is_connect_failure(self, exc: DBAPIError) -> bool:

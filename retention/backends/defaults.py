@@ -76,6 +76,9 @@ class DefaultBackend:
     def conflict(self, exc: DBAPIError) -> Conflict | None:
         return Conflict.CONTENTION if self.is_retryable(exc) else None
 
+    def is_already_exists(self, exc: DBAPIError) -> bool:
+        return False
+
     def is_connect_failure(self, exc: DBAPIError) -> bool:
         return errors.unreachable(exc)
 

@@ -41,7 +41,6 @@ from retention.backends.defaults import APPEND_ONLY, DefaultBackend
 from retention.backends.errors import Conflict
 from retention.backends.registry import register
 from retention.backends.types import INET4, INET6
-from retention.errors import LockNotAcquired
 
 # Lock wait timed out (after which only the statement was rolled back; the whole batch
 # is rolled back by the caller), deadlock: worth a retry.
@@ -50,6 +49,9 @@ RETRYABLE = frozenset({1205, 1213})
 # generic "unknown error", so its fixed text is read too): a smaller batch gets past it.
 WRITE_SET_ROWS = 1180
 WRITE_SET_SIZE = (1105, "maximum writeset size exceeded")
+# A table, trigger or index that another node created first (Galera replicates DDL in
+# total order, so CREATE on three nodes at once fails on two), a duplicate head row.
+ALREADY_EXISTS = frozenset({1050, 1061, 1062, 1359})
 # Access denied (to the server, to the database), unknown database.
 CONFIGURATION = frozenset({1044, 1045, 1049})
 _DIALECTS = ("mysql", "mariadb")
@@ -66,6 +68,13 @@ def lock_name(database: str, scope: str, name: str) -> str:
     """A GET_LOCK name: server-wide, so it includes the database; at most 64 characters."""
     digest = hashlib.sha256(f"{database}:{scope}:{name}".encode()).hexdigest()
     return f"retention:{digest[:48]}"
+
+
+def galera(cursor: Any) -> bool:
+    """Whether the session's server is a Galera node with replication on (``wsrep_on``)."""
+    cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+    row = cursor.fetchone()
+    return row is not None and str(row[1]).upper() == "ON"
 
 
 @register
@@ -119,6 +128,11 @@ class MySQLBackend(DefaultBackend):
             # Table locks (LOCK TABLES, DDL) wait on lock_wait_timeout, a year by default.
             cur.execute(f"SET SESSION lock_wait_timeout = {seconds}")
             cur.execute("SET SESSION time_zone = '+00:00'")
+            if galera(cur):
+                # Causal reads: each read waits until this node has applied every write the
+                # cluster committed before it, so plan, validate, verify and the lease
+                # checks see every committed batch, on whichever node they run.
+                cur.execute("SET SESSION wsrep_sync_wait = 1")
             cur.close()
 
     def for_writing(self, conn: Connection) -> Connection:
@@ -134,22 +148,6 @@ class MySQLBackend(DefaultBackend):
                     yield conn
             finally:
                 conn.exec_driver_sql("SET SESSION TRANSACTION READ WRITE")
-                conn.commit()
-
-    @contextmanager
-    def rule_lock(
-        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
-    ) -> Iterator[None]:
-        key = lock_name(str(engine.url.database), scope, name)
-        with engine.connect() as conn:
-            got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": key}).scalar()
-            conn.commit()
-            if got != 1:
-                raise LockNotAcquired(name)
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": key})
                 conn.commit()
 
     @contextmanager
@@ -195,6 +193,9 @@ class MySQLBackend(DefaultBackend):
             message = str(args[1]).lower() if len(args) > 1 else ""
             return Conflict.WRITE_SET if WRITE_SET_SIZE[1] in message else None
         return Conflict.CONTENTION if number in RETRYABLE else None
+
+    def is_already_exists(self, exc: DBAPIError) -> bool:
+        return errors.error_number(exc.orig) in ALREADY_EXISTS
 
     def is_configuration_error(self, exc: DBAPIError) -> bool:
         return errors.error_number(exc.orig) in CONFIGURATION

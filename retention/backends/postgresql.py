@@ -37,10 +37,11 @@ from retention.backends import errors, strategies
 from retention.backends.addresses import IPV4, IPV6
 from retention.backends.defaults import APPEND_ONLY, DefaultBackend
 from retention.backends.registry import register
-from retention.errors import LockNotAcquired
 
 # Deadlock, serialisation failure, lock wait timed out: worth a retry.
 RETRYABLE = frozenset({"40P01", "40001", "55P03"})
+# duplicate_table, duplicate_object, unique_violation (a racing CREATE, the head row).
+ALREADY_EXISTS = frozenset({"42P07", "42710", "23505"})
 # Password refused, no such role, no such database.
 CONFIGURATION = frozenset({"28P01", "28000", "3D000"})
 # The same refusals while connecting, where psycopg has no SQLSTATE, only libpq's text.
@@ -110,23 +111,6 @@ class PostgreSQLBackend(DefaultBackend):
                 yield conn
 
     @contextmanager
-    def rule_lock(
-        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
-    ) -> Iterator[None]:
-        # A session-level advisory lock on a connection of its own, held for the duration.
-        key = lock_id(scope, name)
-        with engine.connect() as conn:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            conn.commit()  # the lock is session-level; no transaction stays open
-            if not got:
-                raise LockNotAcquired(name)
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
-
-    @contextmanager
     def ddl_lock(self, engine: Engine, conn: Connection, name: str) -> Iterator[None]:
         with conn.begin():
             key = lock_id("audit-ddl", name)
@@ -174,6 +158,9 @@ class PostgreSQLBackend(DefaultBackend):
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return errors.sqlstate(exc.orig) in RETRYABLE
+
+    def is_already_exists(self, exc: DBAPIError) -> bool:
+        return errors.sqlstate(exc.orig) in ALREADY_EXISTS
 
     def is_configuration_error(self, exc: DBAPIError) -> bool:
         if errors.sqlstate(exc.orig) in CONFIGURATION:

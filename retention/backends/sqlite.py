@@ -3,16 +3,12 @@
 Transactions are begun explicitly (``BEGIN IMMEDIATE`` for writing, so a batch never fails
 half-way on SQLITE_BUSY upgrading a read lock); rows are not locked one by one. The
 anonymisation strategies call Python functions registered on each connection
-(``sqlite_functions``), which hold the hash key: no pads are bound. A rule's lock is an
-exclusive ``flock`` on a file next to the database, held for the whole run (SQLite's own
-locks last one transaction).
+(``sqlite_functions``), which hold the hash key: no pads are bound. Rule leases are rows
+of a table, as on every database (``retention/leases.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import os
 import sqlite3
 import urllib.parse
@@ -43,7 +39,6 @@ from retention.backends.registry import register
 from retention.backends.sqlite_catalog import OddValues
 from retention.backends.sqlite_functions import register_functions
 from retention.backends.types import JsonList
-from retention.errors import LockNotAcquired
 
 
 @register
@@ -121,30 +116,6 @@ class SQLiteBackend(DefaultBackend):
     def secret_params(self, hash_key: bytes) -> dict[str, Any]:
         return {}  # the registered retention_hmac function holds the key
 
-    @contextmanager
-    def rule_lock(
-        self, engine: Engine, name: str, *, scope: str = "rule", forget: bool = False
-    ) -> Iterator[None]:
-        path = _lock_path(engine, scope, name)
-        if path is None:  # an in-memory database belongs to one process
-            yield
-            return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise LockNotAcquired(name) from None
-            try:
-                yield
-            finally:
-                if forget:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
     # ddl_lock: the default; the write transaction (BEGIN IMMEDIATE) is exclusive.
 
     def install_append_only(self, conn: Connection, table: str) -> None:
@@ -172,18 +143,13 @@ class SQLiteBackend(DefaultBackend):
     def is_retryable(self, exc: DBAPIError) -> bool:
         return "database is locked" in str(exc.orig).lower()
 
+    def is_already_exists(self, exc: DBAPIError) -> bool:
+        return "already exists" in str(exc.orig).lower()
+
     def is_connect_failure(self, exc: DBAPIError) -> bool:
         if isinstance(exc.orig, sqlite3.OperationalError) and not exc.connection_invalidated:
             return "unable to open database" in str(exc.orig).lower()
         return errors.unreachable(exc)
-
-
-def _lock_path(engine: Engine, scope: str, rule: str) -> str | None:
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file::memory:"):
-        return None
-    digest = hashlib.sha256(f"{scope}:{rule}".encode()).hexdigest()[:16]
-    return f"{os.path.abspath(database)}.retention-{digest}.lock"
 
 
 @strategies.compiles_as(strategies.HmacHex, "sqlite")
