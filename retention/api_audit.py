@@ -184,7 +184,7 @@ def oldest_kept(
 def _oldest(conn: Connection, plan: RulePlan, now: datetime, loaded: LoadedPolicy) -> OldestKept:
     count = _count_statement(plan)
     unless, held = (_kept_when(count, label) for label in ("kept_unless", "kept_holds"))
-    clock = plan.table.c[plan.rule.clock]
+    clock = plan.clock
     # The count's own WHERE (rows past the cutoff) and its own split of the kept rows,
     # so these ages are of exactly the rows `plan` counts as kept.
     stmt = count.with_only_columns(func.min(case((unless, clock))), func.min(case((held, clock))))

@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
-from sqlalchemy import Dialect, Executable, Table
+from sqlalchemy import ColumnElement, Dialect, Executable, Table
 
 from retention.policy.model import Guard, Rule
 
@@ -86,6 +87,9 @@ class RulePlan:
     guard: Guard
     next_run: datetime | None
     steps: tuple[Step, ...]
+    # The row's age, as an expression over ``table``: the clock column, or the related
+    # row's column as a scalar subquery (validate makes the link reach one row).
+    clock: ColumnElement[Any]
     # Rule order (SPEC section 2): earlier rules of the plan that change this rule's
     # table, and (rule, table) for each rule later in the file that runs first because it
     # deletes from a table this rule reads. ``plan``'s counts are all read before any

@@ -10,12 +10,10 @@ ON DELETE CASCADE / SET NULL. Every problem is one ``file:line:col`` line.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Table, UniqueConstraint
 
-from retention.backends.types import is_address
 from retention.catalog import (
     Catalog,
     Wanted,
@@ -27,7 +25,6 @@ from retention.catalog import (
     is_unique_set,
     on_from_fk,
     suggest,
-    text_length,
 )
 from retention.errors import Problem
 from retention.literals import LiteralMisfit, in_column_type
@@ -35,16 +32,13 @@ from retention.planner.order import order_problems
 from retention.policy.conditions import ConditionMap, Tests
 from retention.policy.fields import TEXT_TESTS, TIME_TESTS
 from retention.policy.locator import Locator, Path
-from retention.policy.model import Cascade, Holds, Policy, Rule
+from retention.policy.model import Cascade, Holds, Policy, RelatedColumn, Rule
 from retention.policy.strategies import (
-    HashStrategy,
-    MaskStrategy,
     Strategy,
-    TruncateDateStrategy,
     ValueStrategy,
-    strategy_name,
 )
 from retention.policy.walk import Node, NodeKind, nodes, walk
+from retention.strategy_fit import strategy_misfit
 
 
 class _Checker:
@@ -113,7 +107,9 @@ class _Checker:
             )
         self.clock(rule, table, at)
         if rule.hold_subject is not None:
-            self.col(table, rule.hold_subject, (*at, "hold_subject"))
+            found = self.through(rule.hold_subject, table, (*at, "hold_subject"))
+            if found is not None:
+                self.col(*found)
         if rule.action == "anonymise" and rule.set:
             self.strategies(rule.set, table, (*at, "set"))
             key_names = rule.key or [c.name for c in table.primary_key.columns]
@@ -129,33 +125,65 @@ class _Checker:
         if rule.action == "delete":
             self.blocking_keys(table, rule.cascade, (*at,))
 
+    def through(
+        self, value: str | RelatedColumn, table: Table, at: Path, *, one_row: bool = False
+    ) -> tuple[Table, str, Path] | None:
+        """The table a clock or subject is read in, its column, and where that column is
+        written; None when a relation cannot be followed (reported where it is written,
+        as a ``related`` node). With ``one_row``, each relation must reach one row."""
+        while isinstance(value, RelatedColumn):
+            rel = value.related
+            theirs = self.catalog.table(rel.table)
+            if theirs is None:
+                return None
+            mapping, _ = self.catalog.link(rel.on, theirs, table)
+            if mapping is None or not set(mapping) <= set(theirs.columns.keys()):
+                return None
+            if one_row and not is_unique_set(theirs, mapping):
+                cols = ", ".join(mapping)
+                self.add(
+                    (*at, "related", "on") if rel.on else (*at, "related", "table"),
+                    f"the clock is read in {theirs.name}({cols}), which is not unique (no "
+                    "primary key or unique constraint on it): a row would have several "
+                    "ages; link through unique columns",
+                    at_key=rel.on is not None,
+                )
+            table, value, at = theirs, value.column, (*at, "column")
+        return table, value, at
+
     def clock(self, rule: Rule, table: Table, at: Path) -> None:
-        clock = self.col(table, rule.clock, (*at, "clock"))
+        found = self.through(rule.clock, table, (*at, "clock"), one_row=True)
+        if found is None:
+            return
+        table, name, where = found
+        clock = self.col(table, name, where)
         if clock is None:
             return
+        if where != (*at, "clock"):
+            name = f"{table.name}.{name}"  # read through a relation
         kind = describe_type(clock)
         if rule.clock_unit is not None:
             if not is_integer(clock.type):
                 self.add(
                     (*at, "clock_unit"),
-                    f"clock_unit needs an integer clock; '{rule.clock}' is {kind}",
+                    f"clock_unit needs an integer clock; '{name}' is {kind}",
                 )
         elif is_integer(clock.type):
             self.add(
-                (*at, "clock"),
-                f"clock '{rule.clock}' is an integer: add clock_unit: seconds (or milliseconds)",
+                where,
+                f"clock '{name}' is an integer: add clock_unit: seconds (or milliseconds)",
             )
         elif not is_datetime(clock.type):
             self.add(
-                (*at, "clock"),
-                f"clock '{rule.clock}' is {kind}: it must be a date/time column "
+                where,
+                f"clock '{name}' is {kind}: it must be a date/time column "
                 "(or an integer of Unix time with clock_unit)",
             )
         elif (odd := self.catalog.odd_values(table, clock)) is not None:
             # Compared as text, a Unix number sorts before every date: always due.
             self.add(
-                (*at, "clock"),
-                f"clock '{rule.clock}' holds {odd.describe()}, which would compare as text: "
+                where,
+                f"clock '{name}' holds {odd.describe()}, which would compare as text: "
                 "store ISO 8601 UTC text ('YYYY-MM-DD HH:MM:SS'), or Unix time in an "
                 "integer column with clock_unit",
             )
@@ -209,6 +237,18 @@ class _Checker:
         mapping, reason = self.catalog.link(on, theirs, ours)
         if mapping is None:
             self.add((*at, "table"), str(reason))
+            return
+        if on and all(
+            t not in theirs.columns and t in ours.columns and o in theirs.columns
+            for t, o in on.items()
+        ):
+            flipped = ", ".join(f"{o}: {t}" for t, o in on.items())
+            self.add(
+                (*at, "on"),
+                f"on is written the wrong way round: it reads {{their column: our column}} "
+                f"({theirs.name}'s first, then {ours.name}'s): write on: {{{flipped}}}",
+                at_key=True,
+            )
             return
         for their_name, our_name in mapping.items():
             if their_name not in theirs.columns:
@@ -289,10 +329,14 @@ class _Checker:
             covered = False
             named: Path | None = None  # a cascade for the table, linked some other way
             misnamed = False  # ... whose `on` names an unknown column
+            filtered: Path | None = None  # a cascade for the table that handles some rows
             for j, cascade in enumerate(cascades):
                 child = self.catalog.table(cascade.table)
                 if child is not referencing or cascade.action == "anonymise":
                     continue  # an anonymised child keeps its reference: still blocks
+                if cascade.where is not None:
+                    filtered = (*at, "cascade", j, "where")
+                    continue  # the dependents it leaves out still block
                 mapping, _ = self.catalog.link(cascade.on, child, target)
                 if mapping is not None and mapping == fk_on:
                     covered = True
@@ -309,6 +353,14 @@ class _Checker:
             blocked = (
                 f"foreign key {referencing.name}({cols}) -> {target.name} would block the delete"
             )
+            if filtered is not None:
+                self.add(
+                    filtered,
+                    f"{blocked} of the {referencing.name} rows this where leaves out: with "
+                    "where, that foreign key must be ON DELETE CASCADE or SET NULL",
+                    at_key=True,
+                )
+                continue
             if named is not None:
                 link = ", ".join(f"{c}: {p}" for c, p in fk_on.items())
                 self.add(named, f"{blocked}: link the cascade by it: on: {{{link}}}", at_key=True)
@@ -333,83 +385,6 @@ def _unique_key(table: Table, names: Sequence[str]) -> bool:
     groups = [c.columns for c in table.constraints if isinstance(c, UniqueConstraint)]
     groups += [ix.columns for ix in table.indexes if ix.unique]
     return any({c.name for c in cols} == wanted for cols in groups)
-
-
-def strategy_misfit(strategy: Strategy, table: Table, col: Any, dialect: str = "") -> str | None:
-    """Why ``strategy`` cannot be applied to ``col``, or None when it fits."""
-    name = strategy_name(strategy)
-    kind = describe_type(col)
-    if strategy is None:
-        if not col.nullable:
-            instead = (
-                "truncate_date: month (or year), or a value"
-                if is_datetime(col.type)
-                else "redact, hash or a value"
-            )
-            return f"null on '{col.name}', which is NOT NULL: use {instead}"
-        return None
-    if isinstance(strategy, ValueStrategy):
-        reason = value_misfit(strategy.value, col, dialect)
-        if reason:
-            return reason
-    if strategy == "redact" or isinstance(strategy, ValueStrategy):
-        if is_unique(table, col):
-            return f"{name} on '{col.name}', which is UNIQUE, would collide: use hash or null"
-        if strategy == "redact":
-            if not is_text(col.type):
-                return f"redact writes text; '{col.name}' is {kind}"
-            length = text_length(col.type)
-            if length is not None and length < len("[redacted]"):
-                return f"redact needs 10 characters; '{col.name}' is {kind}"
-        return None
-    if isinstance(strategy, HashStrategy | MaskStrategy) or strategy == "truncate_ip":
-        if strategy == "truncate_ip" and is_address(col.type):
-            return None
-        if not is_text(col.type):
-            return f"{name} works on text columns; '{col.name}' is {kind}"
-        if isinstance(strategy, HashStrategy):
-            size = len(strategy.hash.prefix) + strategy.hash.length + len(strategy.hash.suffix)
-            length = text_length(col.type)
-            if length is not None and size > length:
-                return (
-                    f"hash gives {size} characters; '{col.name}' holds {length}: "
-                    "shorten with hash.length"
-                )
-        return None
-    if isinstance(strategy, TruncateDateStrategy) and not is_datetime(col.type):
-        return f"truncate_date works on date/time columns; '{col.name}' is {kind}"
-    return None
-
-
-def value_misfit(value: Any, col: Any, dialect: str) -> str | None:
-    """Why a fixed value cannot be written to ``col`` as it is, or None.
-
-    A value is written as given, so it must already be of the column's type (a text that
-    would parse as a date is not one); and it must fit the column's length.
-    """
-    kind = describe_type(col)
-    try:
-        converted = in_column_type(value, col.type, dialect)
-    except LiteralMisfit as exc:
-        return f"value for '{col.name}', which is {kind}: {exc}"
-    if type(converted) is not type(value) and not isinstance(value, bool):
-        shown = value.isoformat() if isinstance(value, date) else repr(value)
-        return (
-            f"value {shown} for '{col.name}' is not written as {kind}: "
-            f"write {_as_written(converted)} (unquoted)"
-        )
-    length = text_length(col.type)
-    if isinstance(value, str) and length is not None and len(value) > length:
-        return f"value for '{col.name}' has {len(value)} characters; the column holds {length}"
-    return None
-
-
-def _as_written(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    return repr(value)
 
 
 def check_schema(

@@ -34,6 +34,7 @@ from retention.catalog import Catalog
 from retention.literals import in_column_type
 from retention.periods import Period, cutoff
 from retention.policy.conditions import ConditionMap, Related, Tests
+from retention.policy.model import RelatedColumn, hops
 
 
 @dataclass
@@ -125,6 +126,29 @@ class Compiler:
         links = [theirs.c[t] == ours.c[o] for t, o in mapping.items()]
         where = [self.condition(rel.where, theirs)] if rel.where is not None else []
         return exists(select(1).select_from(theirs).where(*links, *where))
+
+    def through(
+        self, value: str | RelatedColumn, ours: FromClause
+    ) -> tuple[list[FromClause], list[ColumnElement[bool]], Any]:
+        """A value read in ``ours`` or through relations (a related clock or subject):
+        the related tables (aliased), the conditions linking them to ``ours`` and each
+        other (with their ``where``), and the column read, in the last of them."""
+        relations, column = hops(value)
+        froms: list[FromClause] = []
+        conds: list[ColumnElement[bool]] = []
+        for rel in relations:
+            base = self.catalog.table(rel.table)
+            assert base is not None
+            ours_table = ours if isinstance(ours, Table) else ours.element  # type: ignore[attr-defined]
+            mapping, reason = self.catalog.link(rel.on, base, ours_table)
+            assert mapping is not None, reason
+            theirs = self.alias(base, f"rel{next(self._aliases)}")
+            conds.extend(theirs.c[t] == ours.c[o] for t, o in mapping.items())
+            if rel.where is not None:
+                conds.append(self.condition(rel.where, theirs))
+            froms.append(theirs)
+            ours = theirs
+        return froms, conds, ours.c[column]
 
     def instant(self, col: Any, period: Period, unit: str | None = None) -> Any:
         """``now - period`` in the column's own terms, as a bound value."""

@@ -136,8 +136,7 @@ class RulePlanner:
         key_cols = [table.c[k] for k in key]
         tz = self.policy.defaults.timezone
         cut = compute_cutoff(self.now, rule.after, tz)
-        clock = table.c[rule.clock]
-        base = and_(clock < bindparam(CUTOFF, self.clock_value(rule, clock, cut)))
+        base = self.past(rule, table, cut)
         if rule.where is not None:
             base = and_(base, self.compiler.condition(rule.where, table))
         pending = self.not_done(rule, table)
@@ -174,6 +173,7 @@ class RulePlanner:
         kept_by_unless = unless if unless is not None else false()
         kept_by_hold = and_(not_(kept_by_unless), held) if held is not None else false()
         count_selection = _count_selection(base, kept_by_unless, kept_by_hold, null_key)
+        count_selection = count_selection.select_from(table)  # base may be a subquery alone
         name = table.fullname
         steps = [
             Step(
@@ -249,7 +249,25 @@ class RulePlanner:
             guard=rule.guard.over(defaults.guard) if rule.guard else defaults.guard,
             next_run=next_fire_time(schedule, tz, self.now) if schedule else None,
             steps=tuple(steps),
+            clock=self.age(rule, table),
         )
+
+    def past(self, rule: Rule, table: Table, cut: datetime) -> ColumnElement[bool]:
+        """``clock < :cutoff``; for a clock read in a related row, the row's age is that
+        row's (SPEC 2): without a related row, or with a NULL there, never due. Batches
+        still walk this table's key."""
+        froms, links, clock = self.compiler.through(rule.clock, table)
+        past = and_(clock < bindparam(CUTOFF, self.clock_value(rule, clock, cut)))
+        if not froms:
+            return past
+        return exists(select(1).select_from(*froms).where(*links, past))
+
+    def age(self, rule: Rule, table: Table) -> ColumnElement[Any]:
+        """The clock as a value per row of ``table`` (the report's oldest kept row)."""
+        froms, links, clock = self.compiler.through(rule.clock, table)
+        if not froms:
+            return clock  # type: ignore[no-any-return]
+        return select(clock).select_from(*froms).where(*links).scalar_subquery()
 
     def batch_size(self, rule: Rule) -> int:
         return rule.batch_size or self.policy.defaults.batch_size
@@ -281,10 +299,13 @@ class RulePlanner:
         holds = self.policy.holds
         if rule.hold_subject is None or holds is None:
             return None
+        # A subject read through relations: the row is held when a related row's subject
+        # is (SPEC 2); without a related row, not by this path.
+        froms, links, subject = self.compiler.through(rule.hold_subject, table)
         registry = self.compiler.alias(self.table(holds.table), "hold", once=False)
-        link = registry.c[holds.subject_column] == table.c[rule.hold_subject]
+        link = registry.c[holds.subject_column] == subject
         active = [self.compiler.condition(holds.active, registry)] if holds.active else []
-        return exists(select(1).select_from(registry).where(link, *active))
+        return exists(select(1).select_from(*froms, registry).where(*links, link, *active))
 
     def apply(self, rule: Rule, table: Table, key_cols: list[Any]) -> Executable:
         by_keys = self.backend.keys_in(key_cols, KEYS)
@@ -309,10 +330,19 @@ class RulePlanner:
         assert mapping is not None, reason
         link_cols = [child.c[c] for c in mapping]
         parent_cols = [parents.selected_columns[p] for p in mapping.values()]
-        linked = self.backend.keys_in(link_cols, PARENT_VALUES)
+        linked: ColumnElement[bool] = self.backend.keys_in(link_cols, PARENT_VALUES)
         # Dependents of every due parent, for the plan's counts.
         sub = parents.with_only_columns(*parent_cols)
-        of_due = link_cols[0].in_(sub) if len(link_cols) == 1 else tuple_(*link_cols).in_(sub)
+        of_due: ColumnElement[bool] = (
+            link_cols[0].in_(sub) if len(link_cols) == 1 else tuple_(*link_cols).in_(sub)
+        )
+        if cascade.where is not None:
+            # Only matching dependents are handled (SPEC 2: polymorphic links), counted
+            # and followed by nested cascades; validate made the others' foreign keys
+            # to the parent ON DELETE CASCADE / SET NULL.
+            matching = self.compiler.condition(cascade.where, child)
+            linked = and_(linked, matching)
+            of_due = and_(of_due, matching)
         grandchildren = tuple(
             self.cascade(c, child, select(child).where(of_due)) for c in cascade.cascade
         )

@@ -28,24 +28,88 @@ _TYPE_NAMES = {
 }
 
 
-def _known_keys() -> list[str]:
-    names: set[str] = set(fields.TEST_OPERATORS) | set(fields.RESERVED)
-    for cls in (
-        model.Policy,
-        model.Defaults,
-        model.AuditSettings,
-        model.Holds,
-        model.Rule,
-        model.Cascade,
-        model.Guard,
-        conditions.Related,
-        conditions.Tests,
-        strategies.HashParams,
-        strategies.MaskParams,
-    ):
+# Each mapping of the file that refuses unknown keys, as a person names it.
+_PLACES: dict[type[Any], str] = {
+    model.Policy: "the top level",
+    model.Defaults: "defaults",
+    model.AuditSettings: "audit",
+    model.Holds: "holds",
+    model.Rule: "a rule",
+    model.Cascade: "a cascade",
+    model.Guard: "guard",
+    model.RelatedColumn: "a value read through a relation",
+    conditions.Related: "related",
+    conditions.Tests: "a column's tests",
+    strategies.HashParams: "hash",
+    strategies.MaskParams: "mask",
+}
+
+# Keys people reach for where the language has no such feature, and what it has instead.
+_INSTEAD = {
+    ("a rule", "holds"): "the registry is a top-level key; a rule names its subject with "
+    "hold_subject",
+    ("a cascade", "unless"): "dependents go with the rows they depend on; choose which with where",
+    ("a cascade", "clock"): "dependents go with the rows they depend on; give the table "
+    "a rule of its own for an age of its own",
+    ("a cascade", "after"): "dependents go with the rows they depend on; give the table "
+    "a rule of its own for an age of its own",
+    ("holds", "where"): "choose the registry's active rows with active",
+    ("related", "column"): "a condition's related row is only tested; read a value "
+    "through it with {related: {table, on}, column} as clock or hold_subject",
+}
+
+
+def _owners() -> dict[str, list[str]]:
+    """Each key of the language, and the places it is a key of."""
+    out: dict[str, list[str]] = {}
+    for cls, place in _PLACES.items():
         for fname, finfo in cls.model_fields.items():
-            names.add(finfo.alias or fname)
-    return sorted(names)
+            out.setdefault(finfo.alias or fname, []).append(place)
+    for name in fields.RESERVED:
+        out.setdefault(name, []).append("a condition")
+    return out
+
+
+def _known_keys() -> list[str]:
+    return sorted(_owners())
+
+
+def _place(path: Path) -> str:
+    """The place (as ``_PLACES`` names it) of the mapping at ``path``."""
+    if not path:
+        return "the top level"
+    if len(path) == 1:
+        return str(path[0])
+    if len(path) == 2 and path[0] == "rules":
+        return "a rule"
+    if path[-2] == "cascade" and isinstance(path[-1], int):
+        return "a cascade"
+    if path[-1] in ("related", "guard", "hash", "mask"):
+        return str(path[-1])
+    if path[-1] in ("clock", "hold_subject") or (
+        path[-1] == "column" and {"clock", "hold_subject"} & set(path)
+    ):
+        return "a value read through a relation"
+    return "a column's tests"
+
+
+def _misplaced(key: str, path: Path) -> str:
+    """Why a key of the language is refused here: a feature this place does not have
+    (said so, with what it has instead), or a slip of indentation that moved a key of an
+    enclosing mapping into this one."""
+    parent = path[:-1]
+    place = _place(parent)
+    owners = _owners()[key]
+    if (place, key) in _INSTEAD:
+        return f": {place} has no '{key}' ({_INSTEAD[place, key]})"
+    # Indenting a key too far moves it into the mapping above it, never into a list item.
+    for k in range(len(parent) - 1, -1, -1):
+        if isinstance(parent[k], int):
+            break
+        enclosing = _place(parent[:k])
+        if enclosing != "a column's tests" and enclosing in owners:
+            return f" ('{key}' belongs to {enclosing}: check the indentation)"
+    return f": {place} has no '{key}' (it is a key of {', '.join(owners)})"
 
 
 def _hint(word: str, choices: list[str]) -> str:
@@ -93,11 +157,8 @@ def _one(error: Any, path: Path, locator: Locator) -> Problem:
     last = path[-1] if path else ""
     if kind == "extra_forbidden":
         known = _known_keys()
-        if last in known:
-            # A real key in the wrong place: suggesting the same word would not help.
-            hint = f" ('{last}' belongs elsewhere: check the indentation)"
-        else:
-            hint = _hint(str(last), known)
+        # A real key in the wrong place: suggesting the same word would not help.
+        hint = _misplaced(str(last), path) if last in known else _hint(str(last), known)
         msg = f"unknown key '{str(last)[:40]}'{hint}"
         return locator.problem(path, msg, at_key=True)
     if kind == "missing":

@@ -12,9 +12,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    Tag,
+    TypeAdapter,
+)
 
-from retention.policy.conditions import Condition
+from retention.policy.conditions import Condition, Related
 from retention.policy.fields import (
     MAX_INT,
     Cron,
@@ -69,6 +78,12 @@ class Cascade(Frozen):
         min_length=1,
         description="{their column: our column}; optional when one foreign key links the tables",
     )
+    where: Condition | None = Field(
+        None,
+        description="Only dependents matching this condition are handled (polymorphic links: "
+        "{object_type: ticket}); a foreign key from this table to the parent must then be "
+        "ON DELETE CASCADE or SET NULL",
+    )
     action: Literal["delete", "anonymise", "detach"] = Field(
         "delete",
         description="delete (default), anonymise (with set) or detach (set the link to NULL)",
@@ -77,6 +92,46 @@ class Cascade(Frozen):
     cascade: list[Cascade] = Field(
         [], description="Rows that depend on these dependents, handled the same way"
     )
+
+
+class RelatedColumn(Frozen):
+    """A value read in a related row instead of the rule's own: ``clock`` or
+    ``hold_subject`` one or more joins away."""
+
+    related: Related = Field(
+        description="The related row: {table, on: {their column: our column}, where}"
+    )
+    column: ColumnOrRelated = Field(
+        description="The column read in the related table, or a further {related, column} "
+        "reached from it"
+    )
+
+
+def _column_tag(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "<column>"
+    if isinstance(value, dict | RelatedColumn):
+        return "<related>"
+    return None
+
+
+ColumnOrRelated = Annotated[
+    Annotated[Identifier, Tag("<column>")] | Annotated[RelatedColumn, Tag("<related>")],
+    Discriminator(
+        _column_tag,
+        custom_error_type="column_or_related",
+        custom_error_message="expected a column name, or {related: {table, on}, column}",
+    ),
+]
+
+
+def hops(value: str | RelatedColumn) -> tuple[list[Related], str]:
+    """The relations a value is read through, outermost first, and its column."""
+    out: list[Related] = []
+    while isinstance(value, RelatedColumn):
+        out.append(value.related)
+        value = value.column
+    return out, value
 
 
 BatchSize = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
@@ -93,17 +148,24 @@ class Rule(Frozen):
     key: Annotated[list[Identifier], Field(min_length=1)] | None = Field(
         None, description="Columns naming a row (default: the primary key)"
     )
-    clock: Identifier
+    clock: ColumnOrRelated = Field(
+        description="The row's age: a date/time column (or Unix time with clock_unit), or "
+        "{related: {table, on}, column} to read it in a related row"
+    )
     clock_unit: Literal["seconds", "milliseconds"] | None = Field(
-        None, description="The clock is an integer of Unix time in seconds or milliseconds"
+        None,
+        description="The clock (its related column, when read through a relation) is an "
+        "integer of Unix time in seconds or milliseconds",
     )
     after: PeriodField = Field(
         description="The retention period: a row is due when clock < now - after"
     )
     where: Condition | None = Field(None, description="Rows must also match this condition")
     unless: Condition | None = Field(None, description="A row matching this condition is kept")
-    hold_subject: Identifier | None = Field(
-        None, description="Column naming the subject a legal hold is registered for (needs holds)"
+    hold_subject: ColumnOrRelated | None = Field(
+        None,
+        description="Column naming the subject a legal hold is registered for (needs holds), "
+        "or {related: {table, on}, column} to read it in a related row",
     )
     action: Literal["delete", "anonymise"] = Field(description="delete or anonymise")
     set: SetMap | None = Field(None, description="column: strategy, for action anonymise")

@@ -15,15 +15,15 @@ from typing import Any
 
 from retention.policy.conditions import ConditionMap, Related
 from retention.policy.locator import Path
-from retention.policy.model import Cascade, Policy, Rule
+from retention.policy.model import Cascade, Policy, RelatedColumn, Rule
 
 
 class NodeKind(Enum):
     HOLDS = "holds"  # the legal-hold registry; its ``active`` conditions below it
-    RULE = "rule"  # its where, unless and cascades below it
+    RULE = "rule"  # its where, unless, related clock or subject, and cascades below it
     CONDITION = "condition"  # one condition map (a list's items are nodes of their own)
     RELATED = "related"  # a condition on linked rows; their ``where`` below it
-    CASCADE = "cascade"  # dependent rows; nested cascades below it
+    CASCADE = "cascade"  # dependent rows; their ``where`` and nested cascades below it
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ def walk(policy: Policy, visit: Visit) -> None:
             _condition(rule.where, rule.table, (*at, "where"), rule, visit)
         if rule.unless is not None:
             _condition(rule.unless, rule.table, (*at, "unless"), rule, visit)
+        for key in ("clock", "hold_subject"):
+            value = getattr(rule, key)
+            if isinstance(value, RelatedColumn):
+                _through(value, rule.table, (*at, key), rule, visit)
         for j, cascade in enumerate(rule.cascade):
             _cascade(cascade, rule.table, (*at, "cascade", j), rule, visit)
 
@@ -88,9 +92,25 @@ def _related(rel: Related, ours: str, at: Path, rule: Rule | None, visit: Visit)
         _condition(rel.where, rel.table, (*at, "where"), rule, visit)
 
 
+def _through(value: RelatedColumn, ours: str, at: Path, rule: Rule, visit: Visit) -> None:
+    """A clock or subject read in a related row: each relation is a ``related`` node
+    (so its table is checked, reflected and ordered like a condition's), the next one
+    linking to the table of the one before."""
+    rel = value.related
+    node = Node(NodeKind.RELATED, (*at, "related"), rel, rel.table, links_to=ours, rule=rule)
+    if visit(node) is False:
+        return
+    if rel.where is not None:
+        _condition(rel.where, rel.table, (*at, "related", "where"), rule, visit)
+    if isinstance(value.column, RelatedColumn):
+        _through(value.column, rel.table, (*at, "column"), rule, visit)
+
+
 def _cascade(cascade: Cascade, parent: str, at: Path, rule: Rule, visit: Visit) -> None:
     node = Node(NodeKind.CASCADE, at, cascade, cascade.table, links_to=parent, rule=rule)
     if visit(node) is False:
         return
+    if cascade.where is not None:
+        _condition(cascade.where, cascade.table, (*at, "where"), rule, visit)
     for j, child in enumerate(cascade.cascade):
         _cascade(child, cascade.table, (*at, "cascade", j), rule, visit)
