@@ -22,7 +22,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 from builders import invoke
 from conftest import HASH_KEY
 from dateutil.relativedelta import relativedelta
@@ -284,10 +283,6 @@ def helpdesk_oracle(data: Rows) -> Expected:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cascade[].where, clock and hold_subject through a relation are being built (H2)",
-)
 def test_the_helpdesk_example_removes_exactly_what_its_policy_says(db_url: str) -> None:
     """Closed tickets' threads go 90 days after the ticket closed (the clock read through
     the ticket), with their entries and the entries' attachments but never an FAQ's that

@@ -123,7 +123,7 @@ def _ticket(
     if status is None:
         status = "closed" if m.rng.random() < 0.75 else "open"
         if status == "closed":
-            closed = min(created + timedelta(hours=m.rng.uniform(1, 700)), m.now)
+            closed = min(created + timedelta(seconds=m.rng.randint(3_600, 700 * 3_600)), m.now)
     ticket = m.add(
         "tickets",
         number=f"{100000 + len(m.data['tickets']) + 1}",
@@ -152,7 +152,7 @@ def _edge_tickets(m: _Maker, held: int, released: int) -> None:
 def _task(m: _Maker, *, closed: datetime | None = None, created: datetime | None = None) -> Row:
     created = created or m.ago(700)
     if closed is None and m.rng.random() < 0.8:
-        closed = min(created + timedelta(hours=m.rng.uniform(1, 300)), m.now)
+        closed = min(created + timedelta(seconds=m.rng.randint(3_600, 300 * 3_600)), m.now)
     task = m.add(
         "tasks",
         number=f"T{5000 + len(m.data['tasks']) + 1}",
