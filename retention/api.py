@@ -26,7 +26,7 @@ from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.backends import backend_for
 from retention.catalog import Catalog, reflect, suggest
 from retention.control import Control
-from retention.db import make_engine, reachable, require_writable, shown_url
+from retention.db import lock_waits, make_engine, reachable, require_writable, shown_url
 from retention.demo import create_demo
 from retention.errors import DatabaseUnavailable, PolicyError, UsageError
 from retention.executor import Counts, count_rule, guard_verdict
@@ -252,31 +252,35 @@ def run(
         raise UsageError("--now: a run cannot be pinned to a time later than the clock")
     now = now or datetime.now(UTC)
     engine = make_engine(settings, hash_key=hash_key)
+    control = Control(
+        max_batches=max_batches,
+        deadline=time.monotonic() + max_runtime if max_runtime else None,
+        stop_requested=stop_requested,
+        on_batch=on_batch,
+        max_retries=settings.max_retries,
+    )
+    # Its lock waits end on a signal or at the deadline, on every database.
+    writer = backend_for(engine).interruptible(engine, control.stopping)
+    named: dict[str, Any] = {"run_id": run_id} if run_id else {}
     heads = None
     try:
-        with reachable(engine):
-            loaded, compiled = _compile(settings, engine, rules, now, loaded)
+        with reachable(engine), lock_waits(engine, control.why_stopped):
+            loaded, compiled = _compile(settings, writer, rules, now, loaded)
             compiled = replace(compiled, now_pinned=pinned)
             _check_names(loaded.policy, override_guard, "--override-guard")
             # Every check that can refuse the run comes before its first write.
             heads = settings.open_audit_head_file()
-            require_writable(engine)
+            require_writable(writer)
             audit = AuditWriter(
                 loaded.policy.audit.table,
                 loaded.sha256,
                 clock=clock or (lambda: datetime.now(UTC)),
                 record_keys=loaded.policy.audit.record_keys,
-                **({"run_id": run_id} if run_id else {}),
-            )
-            control = Control(
-                max_batches=max_batches,
-                deadline=time.monotonic() + max_runtime if max_runtime else None,
-                stop_requested=stop_requested,
-                on_batch=on_batch,
-                max_retries=settings.max_retries,
+                stopping=control.stopping,
+                **named,
             )
             result = run_plan(
-                engine,
+                writer,
                 compiled,
                 audit,
                 hash_key,

@@ -47,6 +47,14 @@ class Control:
     def stopping(self) -> bool:
         return self.stop_requested() or self.time_is_up()
 
+    def why_stopped(self) -> str | None:
+        """What ended the run, in words, or None while it may go on."""
+        if self.stop_requested():
+            return "a signal stopped the run"
+        if self.time_is_up():
+            return "--max-runtime ran out"
+        return None
+
     def pause(self, seconds: float) -> None:
         """Sleep ``seconds``, in short ticks: a signal or the deadline ends the pause
         within a tick, not after a rule's whole ``sleep`` (Kubernetes' grace period)."""

@@ -8,7 +8,7 @@ defaults to, and how a command that only reads opens the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, OperationalError
 
 from retention.backends import backend_for, describe_error
-from retention.errors import DatabaseReadOnly, DatabaseUnavailable, SettingsError
+from retention.errors import DatabaseBusy, DatabaseReadOnly, DatabaseUnavailable, SettingsError
 from retention.settings import Settings, mask_url
 
 _SHOWN_URL = "retention_shown_url"
@@ -87,3 +87,19 @@ def require_writable(engine: Engine) -> None:
         conn.rollback()
     if reason is not None:
         raise DatabaseReadOnly(shown_url(engine), reason)
+
+
+@contextmanager
+def lock_waits(engine: Engine, why_stopped: Callable[[], str | None]) -> Iterator[None]:
+    """Turn a wait for a lock another connection holds, ended by a stop request (a signal,
+    ``--max-runtime``) or by ``RETENTION_LOCK_TIMEOUT_MS``, into ``DatabaseBusy`` (exit 75:
+    nothing could run now; whatever was committed is in the audit log)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not backend_for(engine).is_retryable(exc):
+            raise
+        why = why_stopped() or "RETENTION_LOCK_TIMEOUT_MS ran out"
+        raise DatabaseBusy(
+            shown_url(engine), f"{why} while waiting for a lock another connection holds"
+        ) from None

@@ -118,6 +118,8 @@ class Leases:
     owner: str
     terms: LeaseTerms = field(default_factory=LeaseTerms)
     clock: Callable[[], datetime] = utc_now
+    #: the run was told to stop: a statement the database refuses now is not retried
+    stopping: Callable[[], bool] = lambda: False
     table: Table = field(init=False)
     _held: dict[str, Lease] = field(default_factory=dict, init=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -287,7 +289,7 @@ class Leases:
 
     def _retry_or_raise(self, exc: DBAPIError, attempt: int, what: str) -> None:
         retryable = backend_for(self.engine).is_retryable(exc) or exc.connection_invalidated
-        if not retryable or attempt == ATTEMPTS - 1:
+        if not retryable or attempt == ATTEMPTS - 1 or self.stopping():
             raise exc
         log.info("lease statement retried", action=what, error=describe_error(exc))
         time.sleep(min(0.02 * 2**attempt, 1.0))

@@ -69,7 +69,8 @@ def run_plan(
     """Run ``plan``; ``slot`` names the scheduled time of a ``serve`` job, so replicas
     run each scheduled run of a rule once."""
     audit.ensure_tables(engine)
-    leases = Leases(engine, audit.table_name, audit.run_id, lease_terms or LeaseTerms())
+    terms = lease_terms or LeaseTerms()
+    leases = Leases(engine, audit.table_name, audit.run_id, terms, stopping=control.stopping)
     with leases.heartbeat(), leases.holding(run_lease(audit.run_id), forget=True):
         record_dead_runs(engine, audit, leases)
         return _run(engine, plan, audit, hash_key, control, override_guard, leases, slot)

@@ -1,6 +1,8 @@
 """Stopping on time (SPEC section 5): SIGTERM and ``--max-runtime`` take effect within a
 second while a rule sleeps between batches, not after its whole ``sleep`` (a Kubernetes
-pod has 30 s of grace by default; ``sleep: 20`` used to delay SIGTERM by 19 s).
+pod has 30 s of grace by default; ``sleep: 20`` used to delay SIGTERM by 19 s), and while a
+batch waits for a lock: a row lock on PostgreSQL and MariaDB (the statement is cancelled),
+the file's write lock on SQLite (waited for in ticks that look at the stop flag).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from retention.audit.records import audit_tables
 from retention.audit.writer import ensure_audit_tables
 from retention.backends import backend_for
 from retention.control import Control
+from retention.errors import DatabaseBusy
 from retention.settings import Settings
 
 META = MetaData()
@@ -197,7 +201,7 @@ def test_a_non_finite_max_runtime_never_starts_a_run(
 def locked_tickets(settings: Settings, engine: Engine) -> Iterator[Settings]:
     """Another transaction holds every ticket's row lock; lock waits are allowed 30 s."""
     if not backend_for(engine).locks_rows:
-        pytest.skip("SQLite locks the whole file; its waits are bounded by busy_timeout")
+        pytest.skip("SQLite locks the whole file: the write-lock tests below")
     build(engine, settings)
     holder = engine.connect()
     holder.begin()
@@ -229,3 +233,125 @@ def test_a_stop_request_ends_a_lock_wait(locked_tickets: Settings, engine: Engin
     [rule] = result.rules
     assert (rule.status, rule.stopped_by, rule.rows) == ("interrupted", "signal", 0)
     assert result.interrupted and result.exit_code == 75
+
+
+# --- SQLite: a wait for the file's write lock -------------------------------------------
+
+
+@pytest.fixture
+def sqlite_only(engine: Engine) -> None:
+    if backend_for(engine).locks_rows:
+        pytest.skip("a server's waits are for row locks (locked_tickets above)")
+
+
+@contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """Another connection holds the SQLite file's write lock (BEGIN IMMEDIATE)."""
+    holder = engine.connect()
+    holder.begin()
+    try:
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_max_runtime_ends_a_wait_for_the_write_lock_of_a_sqlite_file(
+    settings: Settings, engine: Engine
+) -> None:
+    """The file is locked before the run starts, lock waits allowed 30 s: --max-runtime 1
+    ends the wait; nothing could run (75, 'busy'), nothing was written."""
+    build(engine, settings)
+    waiting = settings.model_copy(update={"lock_timeout_ms": 30_000})
+    started = time.monotonic()
+    with write_lock(engine), pytest.raises(DatabaseBusy, match="--max-runtime ran out"):
+        api.run(waiting, max_runtime=1.0)
+    assert time.monotonic() - started < 1.0 + LATE
+    assert remaining(engine) == 20
+    assert batches(engine) == 0
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_a_stop_request_ends_a_write_lock_wait_that_began_mid_run(
+    settings: Settings, engine: Engine
+) -> None:
+    """After the first batch another connection takes the write lock and holds it; the
+    stop asked a second later ends the wait at once, with the first batch committed."""
+    build(engine, settings)
+    write_policy(settings.policy_file, POLICY.replace("sleep: 20", "sleep: 0"))
+    stop = threading.Event()
+    with ExitStack() as held:
+
+        def lock_after_first_batch(_rule: str, rows: int, _due: int) -> None:
+            if rows == 5:
+                held.enter_context(write_lock(engine))
+                threading.Timer(1.0, stop.set).start()
+
+        waiting = settings.model_copy(update={"lock_timeout_ms": 30_000})
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusy, match="a signal stopped the run"):
+            api.run(waiting, stop_requested=stop.is_set, on_batch=lock_after_first_batch)
+        assert time.monotonic() - started < 1.0 + LATE
+    assert remaining(engine) == 15
+    assert batches(engine) == 1
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_a_write_lock_held_past_the_lock_timeout_is_busy_not_unexpected(
+    settings: Settings, engine: Engine
+) -> None:
+    build(engine, settings)
+    impatient = settings.model_copy(update={"lock_timeout_ms": 300})
+    started = time.monotonic()
+    with write_lock(engine), pytest.raises(DatabaseBusy, match="RETENTION_LOCK_TIMEOUT_MS"):
+        api.run(impatient)
+    assert time.monotonic() - started < LATE
+    assert remaining(engine) == 20
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_sigterm_during_a_wait_for_the_sqlite_write_lock_exits_75_within_a_second(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    build(engine, settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
+    env.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOCK_TIMEOUT_MS="30000")
+    command = [
+        str(ROOT / ".venv" / "bin" / "retention"),
+        "run",
+        "--database",
+        settings.database_url.get_secret_value(),
+        "--policy",
+        str(settings.policy_file),
+    ]
+    with write_lock(engine):
+        proc = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(2.0)  # started, and waiting for the lock
+            assert proc.poll() is None
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+            took = time.monotonic() - signalled
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 75, err
+    assert took < LATE, f"SIGTERM took {took:.1f} s"
+    assert "is busy: a signal stopped the run" in err
+    assert "unexpected" not in err + out
+    assert remaining(engine) == 20
+
+
+def remaining(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return len(conn.execute(select(TICKETS.c.id)).all())

@@ -58,6 +58,9 @@ class AuditWriter:
     clock: Callable[[], datetime] = utc_now
     version: str = __version__
     record_keys: bool = False
+    #: the run was told to stop: a record the database refuses now is not retried (the
+    #: run ends at once; the next run records it as interrupted)
+    stopping: Callable[[], bool] = lambda: False
     records: Table = field(init=False)
     head: Table = field(init=False)
     keys: Table = field(init=False)
@@ -113,9 +116,10 @@ class AuditWriter:
                     return self.append(conn, event, **fields)
             except DBAPIError as exc:
                 ambiguous = exc.connection_invalidated
-                if attempt == ATTEMPTS - 1 or not (ambiguous or backend.is_retryable(exc)):
+                last = attempt == ATTEMPTS - 1 or self.stopping()
+                if last or not (ambiguous or backend.is_retryable(exc)):
                     raise
-                log.warning("audit record retried", event=event, error=describe_error(exc))
+                log.warning("audit record retried", record=event, error=describe_error(exc))
                 time.sleep(min(0.05 * 2**attempt, 2.0))
         raise AssertionError("unreachable")
 

@@ -13,7 +13,7 @@ registers the SQL of its own dialect.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
@@ -62,6 +62,11 @@ class Backend(Protocol):
     def interrupt(self, engine: Engine, conn: Connection) -> None:
         """Cancel the statement ``conn`` is running (a lock wait), from another thread;
         nothing when it runs none."""
+        ...
+
+    def interruptible(self, engine: Engine, stopping: Callable[[], bool]) -> Engine:
+        """The engine a run writes through: its waits for locks end once ``stopping()``
+        says so, where ``interrupt`` cannot end them (SQLite's busy wait)."""
         ...
 
     # --- sessions and transactions ----------------------------------------------------

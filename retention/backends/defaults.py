@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -48,6 +48,9 @@ class DefaultBackend:
 
     def interrupt(self, engine: Engine, conn: Connection) -> None:
         return None
+
+    def interruptible(self, engine: Engine, stopping: Callable[[], bool]) -> Engine:
+        return engine  # a lock wait ends by ``interrupt`` (control.Watchdog)
 
     def for_writing(self, conn: Connection) -> Connection:
         return conn

@@ -1,7 +1,9 @@
 """SQLite: one file, one writer at a time.
 
 Transactions are begun explicitly (``BEGIN IMMEDIATE`` for writing, so a batch never fails
-half-way on SQLITE_BUSY upgrading a read lock); rows are not locked one by one. The
+half-way on SQLITE_BUSY upgrading a read lock); rows are not locked one by one. A run's
+write transactions wait for another connection's write lock in ticks, so a signal or
+``--max-runtime`` ends the wait (``sqlite3_interrupt`` does not end SQLite's busy wait). The
 anonymisation strategies call Python functions registered on each connection
 (``sqlite_functions``), which hold the hash key: no pads are bound. Rule leases are rows
 of a table, as on every database (``retention/leases.py``).
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +32,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import Table
 
@@ -39,6 +42,11 @@ from retention.backends.registry import register
 from retention.backends.sqlite_catalog import OddValues
 from retention.backends.sqlite_functions import register_functions
 from retention.backends.types import JsonList
+
+#: the execution option that carries a run's "stop now?" (``SQLiteBackend.interruptible``)
+_STOPPING = "retention_stopping"
+#: how long one attempt at the write lock waits before the stop flag is looked at again
+TICK_MS = 100
 
 
 @register
@@ -73,6 +81,11 @@ class SQLiteBackend(DefaultBackend):
         # Safe from another thread; a no-op when no statement runs.
         conn.connection.dbapi_connection.interrupt()  # type: ignore[union-attr]
 
+    def interruptible(self, engine: Engine, stopping: Callable[[], bool]) -> Engine:
+        # sqlite3_interrupt() ends a running statement, not a wait in the busy handler:
+        # a write transaction waits for the file's lock in ticks that ask ``stopping``.
+        return engine.execution_options(**{_STOPPING: stopping})
+
     def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
         # One connection per checkout: file locks are per connection, and SQLite
         # connections are cheap.
@@ -97,8 +110,14 @@ class SQLiteBackend(DefaultBackend):
             # Take the write lock at the start, so a batch never fails half-way on
             # SQLITE_BUSY when upgrading a read lock.
             # A read-only connection (plan, verify) begins a deferred transaction instead.
-            readonly = conn.get_execution_options().get("retention_readonly", False)
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            options = conn.get_execution_options()
+            stopping = options.get(_STOPPING)
+            if options.get("retention_readonly", False):
+                conn.exec_driver_sql("BEGIN")
+            elif stopping is None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                _begin_in_ticks(conn, lock_timeout_ms, stopping)
 
     @contextmanager
     def read_only(self, engine: Engine) -> Iterator[Connection]:
@@ -150,6 +169,27 @@ class SQLiteBackend(DefaultBackend):
         if isinstance(exc.orig, sqlite3.OperationalError) and not exc.connection_invalidated:
             return "unable to open database" in str(exc.orig).lower()
         return errors.unreachable(exc)
+
+
+def _begin_in_ticks(conn: Connection, lock_timeout_ms: int, stopping: Callable[[], bool]) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another connection's write lock ``lock_timeout_ms``
+    in all, in attempts of ``TICK_MS``: a stop request ends the wait within a tick (the
+    "database is locked" error then reaches the run, which stops)."""
+    raw: Any = conn.connection.dbapi_connection
+    deadline = time.monotonic() + lock_timeout_ms / 1000
+    raw.execute(f"PRAGMA busy_timeout = {min(TICK_MS, int(lock_timeout_ms))}")
+    try:
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                locked = "database is locked" in str(exc.orig).lower()
+                if not locked or stopping() or time.monotonic() >= deadline:
+                    raise
+    finally:
+        # Statements inside the transaction (a commit waiting for readers) wait as before.
+        raw.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
 
 
 @strategies.compiles_as(strategies.HmacHex, "sqlite")
