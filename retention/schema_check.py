@@ -356,8 +356,9 @@ class _Checker:
             if filtered is not None:
                 self.add(
                     filtered,
-                    f"{blocked} of the {referencing.name} rows this where leaves out: with "
-                    "where, that foreign key must be ON DELETE CASCADE or SET NULL",
+                    f"{blocked}: the {referencing.name} rows this where leaves out still "
+                    f"refer to theirs; with where, that foreign key must be ON DELETE CASCADE "
+                    "or SET NULL",
                     at_key=True,
                 )
                 continue

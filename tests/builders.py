@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from click.testing import CliRunner
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -118,6 +119,76 @@ def feedback_schema(
             Column("id", Integer, primary_key=True, autoincrement=False),
             Column("subject_id", Integer, nullable=False),
             Column("released_at", DateTime, nullable=True),
+        )
+    return meta
+
+
+# --- a helpdesk's schema (issue 11: real applications' schemas) -----------------------
+
+
+def helpdesk_schema(meta: MetaData | None = None, *, notes: str | None = None) -> MetaData:
+    """A helpdesk that owns its schema: ``threads`` and ``form_entries`` belong to a ticket
+    or a task by ``object_type`` ('T' or 'A') and ``object_id``, with no foreign key;
+    ``entries`` belong to a thread by a foreign key; tickets close at ``closed_at`` (and
+    ``closed_ms``, Unix milliseconds); ``legal_holds`` name users.
+
+    With ``notes``, ``ticket_notes`` (id, ticket_id, kind) refers to tickets by a foreign
+    key whose ON DELETE is ``notes`` ('' for none). Nothing is created.
+    """
+    meta = meta if meta is not None else MetaData()
+    Table(
+        "tickets",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("user_id", Integer, nullable=False),
+        Column("status", String(10), nullable=False),
+        Column("closed_at", DateTime),
+        Column("closed_ms", BigInteger),
+    )
+    Table(
+        "tasks",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("closed_at", DateTime),
+    )
+    Table(
+        "threads",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("object_type", String(1), nullable=False),
+        Column("object_id", Integer, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        Index("ix_threads_object", "object_id", "object_type"),
+    )
+    Table(
+        "entries",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("thread_id", Integer, ForeignKey("threads.id"), nullable=False),
+    )
+    Table(
+        "form_entries",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("object_type", String(1), nullable=False),
+        Column("object_id", Integer),
+        Column("email", String(100)),
+        Index("ix_form_entries_object", "object_id", "object_type"),
+    )
+    Table(
+        "legal_holds",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("user_id", Integer, nullable=False),
+        Column("released_at", DateTime),
+    )
+    if notes is not None:
+        Table(
+            "ticket_notes",
+            meta,
+            Column("id", Integer, primary_key=True, autoincrement=False),
+            Column("ticket_id", Integer, ForeignKey("tickets.id", ondelete=notes or None)),
+            Column("kind", String(10), nullable=False),
         )
     return meta
 
