@@ -9,7 +9,6 @@ statement by exactly those keys. What differs per database comes from the ``Back
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +48,7 @@ from retention.plan import (
     StepKind,
     last_key,
 )
+from retention.planner.cascades import PlannedCascade, count_steps, dependents_steps
 from retention.planner.conditions import Compiler, adapt_instant
 from retention.policy.model import Cascade, Policy, Rule
 from retention.policy.strategies import Strategy
@@ -95,24 +95,6 @@ def _count_selection(
     not_kept = not_(or_(kept_by_unless, kept_by_hold))
     unaddressable = case((and_(not_kept, null_key), 1), else_=0)
     return count.add_columns(func.coalesce(func.sum(unaddressable), 0).label("unaddressable"))
-
-
-@dataclass(frozen=True)
-class _Cascade:
-    """A cascade's statements, before they are laid out as steps."""
-
-    table: Table
-    action: str  # delete | anonymise | detach
-    link: dict[str, str]  # {this table's column: parent's column}
-    needs: tuple[str, ...]  # this table's columns its own cascades link to
-    select_links: Executable | None  # rows' ``needs`` for the parent values, locked
-    apply: Executable  # delete / update WHERE link IN :parent_values
-    count: Executable  # dependents of every due parent row (for plan)
-    children: tuple[_Cascade, ...]
-
-    @property
-    def name(self) -> str:
-        return self.table.fullname
 
 
 class RulePlanner:
@@ -189,7 +171,7 @@ class RulePlanner:
                 name,
             ),
         ]
-        steps.extend(_count_steps(cascades))
+        steps.extend(count_steps(cascades))
         if self.backend.uses_key_windows(key_cols):
             # The next batch is looked for in a window of keys (last, last + window] while
             # that stays below the highest key read at the start. A bounded range lets
@@ -226,7 +208,7 @@ class RulePlanner:
                 name,
             )
         )
-        _dependents_steps(cascades, None, fetch, steps)
+        dependents_steps(cascades, None, fetch, steps)
         verb = "delete" if rule.action == "delete" else "anonymise"
         steps.append(
             Step(
@@ -324,7 +306,7 @@ class RulePlanner:
             for name, strategy in set_map.items()
         }
 
-    def cascade(self, cascade: Cascade, parent: Table, parents: Select[Any]) -> _Cascade:
+    def cascade(self, cascade: Cascade, parent: Table, parents: Select[Any]) -> PlannedCascade:
         child = self.table(cascade.table)
         mapping, reason = self.catalog.link(cascade.on, child, parent)
         assert mapping is not None, reason
@@ -365,7 +347,7 @@ class RulePlanner:
                 .where(linked)
                 .values(self.set_values(cascade.set, child, f"{child.name}_set"))
             )
-        return _Cascade(
+        return PlannedCascade(
             table=child,
             action=cascade.action,
             link=mapping,
@@ -374,53 +356,4 @@ class RulePlanner:
             apply=apply,
             count=select(func.count()).select_from(child).where(of_due),
             children=grandchildren,
-        )
-
-
-def _count_steps(cascades: Sequence[_Cascade]) -> list[Step]:
-    out: list[Step] = []
-    for cascade in cascades:
-        out.append(
-            Step(
-                StepKind.COUNT_DEPENDENTS,
-                f"count dependents in {cascade.name}",
-                cascade.count,
-                cascade.name,
-            )
-        )
-        out.extend(_count_steps(cascade.children))
-    return out
-
-
-def _dependents_steps(
-    cascades: Sequence[_Cascade], source: int | None, columns: Sequence[str], steps: list[Step]
-) -> None:
-    """Each cascade's steps in the order a batch runs them: select the columns its own
-    cascades link to, those cascades, then the cascade's own statement. A cascade's
-    parent values are read from the rows of ``source`` (the batch's rows when None)."""
-    for cascade in cascades:
-        positions = tuple(columns.index(p) for p in cascade.link.values())
-        own: int | None = None
-        if cascade.select_links is not None:
-            steps.append(
-                Step(
-                    StepKind.SELECT_DEPENDENTS,
-                    f"select and lock dependents in {cascade.name}",
-                    cascade.select_links,
-                    cascade.name,
-                    source=source,
-                    columns=positions,
-                )
-            )
-            own = len(steps) - 1
-        _dependents_steps(cascade.children, own, cascade.needs, steps)
-        steps.append(
-            Step(
-                StepKind.APPLY_DEPENDENTS,
-                f"{cascade.action} dependents in {cascade.name}",
-                cascade.apply,
-                cascade.name,
-                source=source,
-                columns=positions,
-            )
         )
