@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from retention.logs import get_logger
+from retention.outcomes import Status
 from retention.runner import RunResult
 
 log = get_logger("retention.metrics")
@@ -70,13 +71,13 @@ class Metrics:
             self.rows.labels(rule.rule, rule.table, rule.action).inc(rule.rows)
             for table, n in rule.dependents.items():
                 self.dependents.labels(rule.rule, table).inc(n)
-            if rule.status in ("done", "partial"):
+            if rule.status in (Status.DONE, Status.PARTIAL):
                 self.last_success.labels(rule.rule).set(time.time())
-            elif rule.status == "guard_tripped":
+            elif rule.status == Status.GUARD_TRIPPED:
                 self.guard_trips.labels(rule.rule).inc()
-            elif rule.status == "failed":
+            elif rule.status == Status.FAILED:
                 self.failures.labels(rule.rule).inc()
-            elif rule.status == "skipped":
+            elif rule.status == Status.SKIPPED:
                 self.skips.labels(rule.rule).inc()
 
     def serve(self, port: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,6 +233,27 @@ def test_tampering_is_detected_at_the_first_bad_record(
     result = verify_cli(settings)
     assert result.exit_code == 4, result.output
     assert f"record {seq}" in result.stderr
+
+
+def test_verify_stopped_by_a_bad_record_leaves_no_stream_half_read(
+    settings: Settings, engine: Engine
+) -> None:
+    """A log longer than one streamed fetch (1000 rows), bad at record 8: verify stops
+    there and closes the stream, so no driver warns about the unread rest (MariaDB's said
+    "Previous unbuffered result was left incomplete" on the connection's next statement)."""
+    seven_records(settings, engine)
+    with engine.begin() as conn:
+        guard.remove(conn, "retention_audit")  # as the table's owner could
+        audit = Table("retention_audit", MetaData(), autoload_with=conn)
+        last = dict(conn.execute(select(audit).where(audit.c.seq == 7)).one()._mapping)
+        forged = [{**last, "seq": n, "hash": f"{n:064x}"} for n in range(8, 1208)]
+        conn.execute(audit.insert(), forged)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = verify_cli(settings)
+    assert result.exit_code == 4, result.output
+    assert "record 8" in result.stderr
+    assert [str(w.message) for w in caught if "unbuffered" in str(w.message)] == []
 
 
 def rewind_head(conn: Connection) -> None:

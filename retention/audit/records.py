@@ -48,16 +48,6 @@ FIELDS = (
     "prev_hash",
     "hash",
 )
-EVENTS = (
-    "run_started",
-    "batch",
-    "rule_finished",
-    "rule_skipped",
-    "guard_tripped",
-    "rule_failed",
-    "run_finished",
-    "run_interrupted",
-)
 JSON_FIELDS = ("dependents", "details")
 TIME_FIELDS = ("at", "cutoff")
 

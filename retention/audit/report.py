@@ -27,6 +27,7 @@ from retention.audit.evidence import (
 from retention.audit.fates import ColumnFate, column_fates
 from retention.audit.query import When, iter_records, utc_bounds
 from retention.audit.records import iso
+from retention.outcomes import Event
 from retention.policy.loader import LoadedPolicy
 from retention.policy.model import Cascade, Policy
 
@@ -49,7 +50,11 @@ NOT_PROVEN = (
     "come from the clock of the machine that ran the job.",
 )
 
-_OUTCOMES = {"guard_tripped": "guard tripped", "rule_failed": "failed", "rule_skipped": "skipped"}
+_OUTCOMES = {
+    Event.GUARD_TRIPPED: "guard tripped",
+    Event.RULE_FAILED: "failed",
+    Event.RULE_SKIPPED: "skipped",
+}
 VERBS = {"delete": "deleted", "anonymise": "anonymised", "detach": "detached"}
 
 
@@ -175,12 +180,12 @@ class Report:
         run = self.runs.setdefault(run_id, RunTally(run_id))
         event = record["event"]
         details = record["details"] or {}
-        if event == "run_started":
+        if event == Event.RUN_STARTED:
             run.started = at
             run.overridden_guards = list(details.get("overridden_guards") or [])
-        elif event in ("run_finished", "run_interrupted"):
+        elif event in (Event.RUN_FINISHED, Event.RUN_INTERRUPTED):
             run.ended = at
-            run.outcome = "finished" if event == "run_finished" else "interrupted"
+            run.outcome = "finished" if event == Event.RUN_FINISHED else "interrupted"
         if record["rule"] is not None:
             self._add_rule_record(record, run)
 
@@ -195,7 +200,7 @@ class Report:
         tally.day_ran.add(day)
         details = record["details"] or {}
         event = record["event"]
-        if event == "batch":
+        if event == Event.BATCH:
             rows = int(record["row_count"] or 0)
             one.rows += rows
             one.batches += 1
@@ -203,7 +208,7 @@ class Report:
             tally.day_rows[day] = tally.day_rows.get(day, 0) + rows
             for table, count in (record["dependents"] or {}).items():
                 one.dependents[table] = one.dependents.get(table, 0) + int(count)
-        elif event == "rule_finished":
+        elif event == Event.RULE_FINISHED:
             stopped = details.get("stopped_by")
             one.outcome = "done" if details.get("complete", True) else f"partial ({stopped})"
             if stopped == "signal":
@@ -215,14 +220,14 @@ class Report:
                 one.note = f"guard overridden ({details['guard_overridden']})"
         else:
             one.outcome = _OUTCOMES.get(event, event)
-            if event == "guard_tripped":
+            if event == Event.GUARD_TRIPPED:
                 one.due = details.get("due")
                 one.note = str(details.get("verdict", ""))
-            elif event == "rule_failed":
+            elif event == Event.RULE_FAILED:
                 one.note = str(details.get("error", ""))
-            elif event == "rule_skipped":
+            elif event == Event.RULE_SKIPPED:
                 one.note = str(details.get("reason", ""))
-            if event in ("guard_tripped", "rule_failed"):
+            if event in (Event.GUARD_TRIPPED, Event.RULE_FAILED):
                 tally.day_trouble.add(day)
                 tally.events.append(
                     {
@@ -367,8 +372,8 @@ def _rule_data(tally: RuleTally, oldest: OldestKept | None) -> dict[str, Any]:
         "columns": [asdict(c) for c in info.columns] if info else [],
         "oldest_kept_days": asdict(oldest) if oldest is not None else None,
         "runs": [_plain(asdict(r)) for r in runs],
-        "guard_trips": [e for e in tally.events if e["event"] == "guard_tripped"],
-        "failures": [e for e in tally.events if e["event"] == "rule_failed"],
+        "guard_trips": [e for e in tally.events if e["event"] == Event.GUARD_TRIPPED],
+        "failures": [e for e in tally.events if e["event"] == Event.RULE_FAILED],
         "rows_per_day": _plain(dict(sorted(tally.day_rows.items()))),
         "days_with_a_run": _plain(tally.day_ran),
         "days_with_trips_or_failures": _plain(tally.day_trouble),

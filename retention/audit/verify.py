@@ -27,6 +27,7 @@ from retention.audit.records import (
 )
 from retention.backends import backend_for
 from retention.errors import AuditTampered
+from retention.outcomes import Event
 
 _TEXT_FIELDS = ("run_id", "event", "policy_sha256", "version", "prev_hash", "hash")
 _OPTIONAL_TEXT_FIELDS = ("rule", "table_name", "action", "key_digest")
@@ -88,7 +89,7 @@ def verify_records(
             expected_at = seq
         if stored_head is not None and seq == stored_head[0]:
             hash_at_head = prev
-        if record["event"] == "run_started":
+        if record["event"] == Event.RUN_STARTED:
             fingerprint = json.loads(record["details"] or "{}").get("key_fingerprint")
             if isinstance(fingerprint, str):
                 fingerprints.add(fingerprint)
@@ -234,7 +235,11 @@ def verify_table(
     result = conn.execution_options(stream_results=True, yield_per=1000).execute(
         select(*cols).order_by(records.c.seq)
     )
-    return verify_records((row._mapping for row in result), expect_head, kept_heads, stored)
+    # Closed however verify ends: a stream left half read when a bad record stops it
+    # would make MariaDB's driver warn ("Previous unbuffered result was left incomplete")
+    # on the connection's next statement.
+    with result:
+        return verify_records((row._mapping for row in result), expect_head, kept_heads, stored)
 
 
 def key_fingerprints(conn: Connection, table_name: str) -> dict[str, int]:
@@ -247,7 +252,7 @@ def key_fingerprints(conn: Connection, table_name: str) -> dict[str, int]:
         return {}
     _, records, _ = audit_tables(table_name)
     found: dict[str, int] = {}
-    rows = conn.execute(select(records.c.details).where(records.c.event == "run_started"))
+    rows = conn.execute(select(records.c.details).where(records.c.event == Event.RUN_STARTED))
     for (details,) in rows:
         try:
             fingerprint = json.loads(details or "{}").get("key_fingerprint")
