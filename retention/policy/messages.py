@@ -54,6 +54,8 @@ _INSTEAD = {
     ("a cascade", "after"): "dependents go with the rows they depend on; give the table "
     "a rule of its own for an age of its own",
     ("holds", "where"): "choose the registry's active rows with active",
+    ("a value read through a relation", "where"): "a condition on the related row goes "
+    "inside it: related: {table, on, where}",
     ("related", "column"): "a condition's related row is only tested; read a value "
     "through it with {related: {table, on}, column} as clock or hold_subject",
 }
