@@ -22,6 +22,7 @@ PostgreSQL, as the owner of the tables::
     GRANT UPDATE (id) ON feedback, marketing_consents TO retention_job;
     GRANT SELECT, INSERT ON retention_audit, retention_audit_keys TO retention_job;
     GRANT SELECT, UPDATE ON retention_audit_head TO retention_job;  -- serialises appends
+    GRANT SELECT, INSERT, UPDATE, DELETE ON retention_audit_leases TO retention_job;
 
 MariaDB / MySQL (``retention_job`` may also need an ``@'localhost'`` twin when it
 connects through the socket)::
@@ -38,6 +39,7 @@ connects through the socket)::
     GRANT SELECT, INSERT ON app.retention_audit TO 'retention_job'@'%';
     GRANT SELECT, INSERT ON app.retention_audit_keys TO 'retention_job'@'%';
     GRANT SELECT, UPDATE ON app.retention_audit_head TO 'retention_job'@'%';
+    GRANT SELECT, INSERT, UPDATE, DELETE ON app.retention_audit_leases TO 'retention_job'@'%';
 
 The role can then neither rewrite nor remove audit records (a permission error, before
 the append-only triggers are even reached) nor create tables.
@@ -82,6 +84,8 @@ UPDATE = {
 LOCK_ONLY = ("feedback", "marketing_consents")
 APPEND = ("retention_audit", "retention_audit_keys")
 HEAD = "retention_audit_head"
+# Rule leases are taken, renewed and given back; a run's own lease row is deleted at its end.
+LEASES = "retention_audit_leases"
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ def grants(backend: str, role: str, database: str, *, lock_columns: bool) -> lis
         statements += [
             f"GRANT SELECT, INSERT ON {', '.join(APPEND)} {to}",
             f"GRANT SELECT, UPDATE ON {HEAD} {to}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {LEASES} {to}",
         ]
         return statements
     to = f"TO '{role}'@'%'"
@@ -117,6 +122,7 @@ def grants(backend: str, role: str, database: str, *, lock_columns: bool) -> lis
     ]
     statements += [f"GRANT SELECT, INSERT ON `{database}`.`{t}` {to}" for t in APPEND]
     statements.append(f"GRANT SELECT, UPDATE ON `{database}`.`{HEAD}` {to}")
+    statements.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.`{LEASES}` {to}")
     return statements
 
 

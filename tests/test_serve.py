@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -374,12 +375,15 @@ def test_installing_the_jobs_again_replaces_them_rather_than_adding_more(
 def test_a_job_binds_its_rule_and_run_id_in_the_log_context_while_it_runs(
     scheduler: Any, tmp_path: Path
 ) -> None:
-    """Log lines written during a scheduled run name the rule, from the executor's thread."""
+    """Log lines written during a scheduled run name the rule, from the executor's thread;
+    the job names its slot, the minute it fired for (replicas run each slot once)."""
     seen: list[tuple[str, str, dict[str, Any]]] = []
+    slots: list[str] = []
     ran = threading.Event()
 
-    def run_rule(rule: str, run_id: str) -> None:
+    def run_rule(rule: str, run_id: str, slot: str) -> None:
         seen.append((rule, run_id, structlog.contextvars.get_contextvars()))
+        slots.append(slot)
         ran.set()
 
     install_jobs(scheduler, unit_policy(tmp_path), run_rule)
@@ -390,6 +394,8 @@ def test_a_job_binds_its_rule_and_run_id_in_the_log_context_while_it_runs(
     [(rule, run_id, context)] = seen
     assert rule == "own-schedule"
     assert context == {"rule": "own-schedule", "run_id": run_id}
+    [slot] = slots
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\dZ", slot), slot
 
 
 def test_a_job_unbinds_its_log_context_when_it_ends_even_by_an_error(
@@ -398,7 +404,7 @@ def test_a_job_unbinds_its_log_context_when_it_ends_even_by_an_error(
     """The next job on the same thread does not inherit the previous job's rule."""
     structlog.contextvars.clear_contextvars()
 
-    def failing(_rule: str, _run_id: str) -> None:
+    def failing(_rule: str, _run_id: str, _slot: str) -> None:
         raise RuntimeError("boom")
 
     install_jobs(scheduler, unit_policy(tmp_path), failing)
