@@ -22,6 +22,7 @@ from retention.settings import Settings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 OLD = datetime(2025, 11, 1)  # naive UTC, 212 days before NOW: past a 90-day period
+OLDER = datetime(2025, 10, 1)  # 243 days before NOW
 RECENT = datetime(2026, 5, 27)  # 5 days before NOW
 CONFIG_ERROR = 78
 
@@ -46,7 +47,7 @@ ROWS: dict[str, list[dict[str, Any]]] = {
         _ticket(1, 7, OLD),  # closed long ago: its threads are due
         _ticket(2, 8, RECENT),  # closed lately: kept, with everything that is its
         _ticket(3, 9, None),  # open: never due
-        _ticket(4, 10, OLD),  # closed long ago, but user 10 is on hold
+        _ticket(4, 10, OLDER),  # closed long ago, but user 10 is on hold
         _ticket(5, 8, OLD),  # closed long ago; user 8's hold was released
     ],
     "tasks": [{"id": 1, "closed_at": OLD}, {"id": 2, "closed_at": RECENT}],
@@ -409,3 +410,16 @@ def test_a_rule_reading_a_table_through_its_clock_or_subject_runs_after_its_dele
     planned = api.plan(settings, now=NOW).rules
     assert [p.plan.name for p in planned] == ["open-tickets", "ticket-threads"]
     assert planned[1].plan.moved_after == (("open-tickets", "tickets"),)
+
+
+def test_the_certificate_ages_a_held_row_by_its_related_clock(
+    settings: Settings, helpdesk: MetaData
+) -> None:
+    """Thread 15 was created 212 days ago, but is as old as ticket 4, closed 243 days
+    ago."""
+    subject = {"related": TICKET, "column": "user_id"}
+    write(settings, ticket_threads(hold_subject=subject), holds=True)
+    api.run(settings, now=NOW)
+    data = api.certificate(settings, now=NOW).data
+    oldest = next(r for r in data["rules"] if r["rule"] == "ticket-threads")["oldest_kept_days"]
+    assert oldest["holds_days"] == (NOW.replace(tzinfo=None) - OLDER).days == 243
