@@ -40,6 +40,7 @@ from retention.policy.model import Policy, json_schema
 from retention.runner import RunResult, run_plan
 from retention.schema_check import check_schema, policy_tables
 from retention.settings import DEFAULT_DATABASE_URL, Settings
+from retention.throttle import ReplicaWatch, watch_replicas
 from retention.worker import Worker
 
 log = get_logger("retention.api")
@@ -240,11 +241,13 @@ def run(
     loaded: LoadedPolicy | None = None,
     run_id: str | None = None,
     slot: str | None = None,
+    on_lag: Callable[[float], None] | None = None,
 ) -> RunResult:
     """Enforce the policy: delete or anonymise every due row, with its audit records.
 
     ``slot`` (from ``serve``) names the scheduled time this run is for: a rule another
-    replica already ran for the same slot is skipped."""
+    replica already ran for the same slot is skipped. ``on_lag`` receives each reading of
+    the replicas' lag (seconds) while a rule with ``max_lag`` runs."""
     hash_key = settings.require_hash_key()
     _check_max_runtime(max_runtime)
     pinned = now is not None
@@ -262,7 +265,7 @@ def run(
     # Its lock waits end on a signal or at the deadline, on every database.
     writer = backend_for(engine).interruptible(engine, control.stopping)
     named: dict[str, Any] = {"run_id": run_id} if run_id else {}
-    heads = None
+    heads, replicas = None, None
     try:
         with reachable(engine), lock_waits(engine, control.why_stopped):
             loaded, compiled = _compile(settings, writer, rules, now, loaded)
@@ -270,6 +273,7 @@ def run(
             _check_names(loaded.policy, override_guard, "--override-guard")
             # Every check that can refuse the run comes before its first write.
             heads = settings.open_audit_head_file()
+            replicas = _watch_replicas(settings, engine, compiled, on_lag)
             require_writable(writer)
             audit = AuditWriter(
                 loaded.policy.audit.table,
@@ -279,6 +283,7 @@ def run(
                 stopping=control.stopping,
                 **named,
             )
+            control.replicas = replicas
             result = run_plan(
                 writer,
                 compiled,
@@ -296,7 +301,18 @@ def run(
     finally:
         if heads is not None:
             heads.close()
+        if replicas is not None:
+            replicas.close()
         engine.dispose()
+
+
+def _watch_replicas(
+    settings: Settings, engine: Engine, plan: Plan, on_lag: Callable[[float], None] | None
+) -> ReplicaWatch | None:
+    """The replicas' watch when a rule has ``max_lag`` (SPEC 5); nothing is read otherwise."""
+    if all(rule.max_lag is None for rule in plan.rules):
+        return None
+    return watch_replicas(settings, engine, on_lag)
 
 
 def _check_max_runtime(max_runtime: float | None) -> None:

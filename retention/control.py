@@ -17,11 +17,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
 from retention.backends import describe_error
 from retention.logs import get_logger
+
+if TYPE_CHECKING:
+    from retention.throttle import ReplicaWatch
 
 log = get_logger("retention.control")
 
@@ -37,6 +41,8 @@ class Control:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     max_retries: int = 5
+    #: holds each batch of a rule with max_lag back while a replica lags (throttle.py)
+    replicas: ReplicaWatch | None = None
 
     #: how long a pause sleeps before it looks again at the signal flag and the deadline
     TICK = 0.1

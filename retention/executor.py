@@ -71,6 +71,8 @@ class RuleResult:
     guard_overridden: bool = False
     #: the batch sizes used: {min, max, changes} (throttle.BatchSizer.summary)
     batch_sizes: dict[str, Any] | None = None
+    #: max_lag, the largest replica lag seen, seconds waited, why it stopped (throttle.py)
+    replica_lag: dict[str, Any] | None = None
     stopped_by: str | None = None
     error: str | None = None
     next_run: datetime | None = None
@@ -234,6 +236,8 @@ class Executor:
         }
         if result.batch_sizes:
             details["batch_sizes"] = result.batch_sizes
+        if result.replica_lag:
+            details["replica_lag"] = result.replica_lag
         if result.stopped_by:
             details["stopped_by"] = result.stopped_by
         if result.guard_overridden:
@@ -282,6 +286,8 @@ class Executor:
             if self.control.max_batches is not None and result.batches >= self.control.max_batches:
                 result.status, result.stopped_by = Status.PARTIAL, "max_batches"
                 return
+            if self._replicas_behind(plan, result) or self._stopped(result):
+                return
             upto: int | None = None
             if top is not None and last is not None and last[0] + window < top:
                 upto = last[0] + window
@@ -320,6 +326,18 @@ class Executor:
                 return  # a short batch read every due row left: the rule is done
             if plan.sleep:
                 self.control.pause(plan.sleep)
+
+    def _replicas_behind(self, plan: RulePlan, result: RuleResult) -> bool:
+        """Waits while a replica lags past the rule's max_lag; True when the wait ran out
+        (the rule stops partial, the reason in ``replica_lag``)."""
+        watch = self.control.replicas
+        if plan.max_lag is None or watch is None:
+            return False
+        stop = watch.wait(plan.name, plan.max_lag, self.control)
+        result.replica_lag = watch.stats.get(plan.name)
+        if stop is not None:
+            result.status, result.stopped_by = Status.PARTIAL, "replica_lag"
+        return stop is not None
 
     def _stopped(self, result: RuleResult) -> bool:
         """Whether a signal or the deadline ends the rule here; if so, says which."""

@@ -64,10 +64,18 @@ class Metrics:
         self.skips = Counter(
             "retention_rule_skips", "Rules skipped: held by another run.", ["rule"], registry=r
         )
+        self.replica_lag = Gauge(
+            "retention_replica_lag_seconds",
+            "Largest replica lag at the last reading before a batch of a rule with max_lag.",
+            registry=r,
+        )
 
     def observe(self, result: RunResult, seconds: float) -> None:
         self.duration.set(seconds)
         for rule in result.rules:
+            seen = (rule.replica_lag or {}).get("largest_seen")
+            if seen is not None:
+                self.replica_lag.set(seen)
             self.rows.labels(rule.rule, rule.table, rule.action).inc(rule.rows)
             for table, n in rule.dependents.items():
                 self.dependents.labels(rule.rule, table).inc(n)

@@ -96,6 +96,8 @@ class RulePlan:
     # rule runs, so these say where they will differ.
     acts_first: tuple[str, ...] = ()
     moved_after: tuple[tuple[str, str], ...] = ()
+    # Seconds a replica may lag before the next batch waits (SPEC 5; None: not watched).
+    max_lag: float | None = None
 
     @property
     def name(self) -> str:

@@ -115,6 +115,7 @@ def rule_data(r: RuleResult) -> dict[str, Any]:
         "dependents": r.dependents,
         "batches": r.batches,
         "batch_sizes": r.batch_sizes,
+        "replica_lag": r.replica_lag,
         "seconds": round(r.seconds, 3),
         "guard": r.guard,
         "guard_overridden": r.guard_overridden,
@@ -149,6 +150,10 @@ def run_text(result: RunResult) -> str:
         sizes = r.batch_sizes
         if sizes and sizes["changes"]:
             line += f"; batches of {sizes['min']}-{sizes['max']} rows (resized on conflicts)"
+        lag = r.replica_lag
+        if lag and lag["waited_seconds"]:
+            waited, bound = lag["waited_seconds"], lag["max_lag"]
+            line += f"; waited {waited:.1f}s for replicas (max_lag {bound:g}s)"
         if r.stopped_by:
             line += f"; stopped by {r.stopped_by}, a later run continues"
         if r.status == Status.GUARD_TRIPPED:

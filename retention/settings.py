@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     metrics_file: Path | None = None
     pushgateway_url: str | None = None
     ping_url: SecretStr | None = None  # often carries a token in its path
+    # MySQL/MariaDB replicas whose lag max_lag watches, comma-separated (SPEC section 3);
+    # secret as a whole, since each URL may carry a password.
+    replica_urls: SecretStr = SecretStr("")
 
     @field_validator("database_url")
     @classmethod
@@ -61,6 +64,22 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("not a database URL such as postgresql+psycopg://host/db") from None
         return value
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _parse_replica_urls(cls, value: SecretStr) -> SecretStr:
+        for number, url in enumerate(_split_urls(value.get_secret_value()), 1):
+            try:
+                make_url(url)
+            except ArgumentError:
+                raise ValueError(
+                    f"URL {number} is not a database URL such as mysql+pymysql://host/db"
+                ) from None
+        return value
+
+    def replica_url_list(self) -> list[str]:
+        """The replica URLs, unmasked: for connecting only, never for output."""
+        return _split_urls(self.replica_urls.get_secret_value())
 
     @field_validator("lease_renew_seconds")
     @classmethod
@@ -150,6 +169,10 @@ def mask_url(url: str) -> str:
     }
     # The URL encoder writes the mask as %2A%2A%2A; people read ``***``.
     return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", _MASK)
+
+
+def _split_urls(text: str) -> list[str]:
+    return [url.strip() for url in text.split(",") if url.strip()]
 
 
 def _secret_param(name: str, value: str | tuple[str, ...]) -> bool:

@@ -1,5 +1,10 @@
 """How big the next batch is, and when the next batch may start (SPEC section 5).
 
+Replica lag: a rule with ``max_lag`` (seconds) reads the lag before each batch
+(``ReplicaWatch``) and waits while a replica lags more, or its lag cannot be read; after
+``WAIT_FACTOR`` x ``max_lag`` of waiting the rule stops ``partial`` with the reason. So a
+replica is never more than ``max_lag`` plus one batch behind because of this run.
+
 Batches shrink on repeated conflicts and on a cluster's write-set limits and grow back
 after clean batches (``BatchSizer``); a batch that failed on a conflict is retried with
 back-off, at the size the sizer gives (``retrying``).
@@ -16,14 +21,19 @@ repeats a row: it takes fewer of the next due rows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-from retention.backends import Backend, Conflict, describe_error
+from retention.backends import Backend, Conflict, backend_for, describe_error
+from retention.backends.lag import Lag
 from retention.control import Control
+from retention.errors import SettingsError
 from retention.logs import get_logger
+from retention.settings import Settings, mask_url
 
 log = get_logger("retention.throttle")
 
@@ -142,3 +152,111 @@ def retrying(
             attempts += 1
             control.pause(delay)
             delay = min(delay * 2, 2.0)
+
+
+#: how long a rule waits for its replicas, as a multiple of its max_lag, before it stops
+#: ``partial`` (a later run goes on where it stopped)
+WAIT_FACTOR = 10
+#: seconds between two readings of the lag while a rule waits
+LAG_POLL = 1.0
+#: seconds between two log lines while a rule waits
+LAG_LOG_EVERY = 10.0
+
+
+@dataclass
+class ReplicaWatch:
+    """Holds each batch back while a replica lags more than the rule's ``max_lag``.
+
+    ``read`` gives every watched replica's lag; ``on_reading`` receives the largest known
+    lag at each reading (the ``serve`` gauge). A lag that cannot be read (an unreachable
+    replica, stopped replication, Galera flow control) holds the batch back like a lag
+    above ``max_lag``: the rule waits, logging why, and stops ``partial`` at the bound.
+    """
+
+    read: Callable[[], list[Lag]]
+    on_reading: Callable[[float], None] | None = None
+    #: per rule: max_lag, the largest lag seen, seconds waited, and why it stopped
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None  # disposes the replicas' engines
+
+    def wait(self, rule: str, max_lag: float, control: Control) -> str | None:
+        """Wait until every replica is within ``max_lag``; None to go on (or when the run
+        is stopping), else why the rule stops ``partial``."""
+        stats = self.stats.setdefault(
+            rule, {"max_lag": max_lag, "largest_seen": None, "waited_seconds": 0.0}
+        )
+        started = control.monotonic()
+        bound, logged = WAIT_FACTOR * max_lag, -LAG_LOG_EVERY
+        while True:
+            lags = self.read()
+            known = [lag.seconds for lag in lags if lag.seconds is not None]
+            if known:
+                stats["largest_seen"] = max(stats["largest_seen"] or 0.0, *known)
+                if self.on_reading is not None:
+                    self.on_reading(max(known))
+            waited = control.monotonic() - started
+            over = [lag for lag in lags if lag.over(max_lag)]
+            if not over or control.stopping():
+                stats["waited_seconds"] = round(stats["waited_seconds"] + waited, 3)
+                if waited and not over:
+                    log.info("replicas within max_lag: going on", rule=rule, waited=waited)
+                return None
+            why = "; ".join(lag.describe() for lag in over)
+            if waited >= bound:
+                stats["waited_seconds"] = round(stats["waited_seconds"] + waited, 3)
+                stats["stopped"] = reason = (
+                    f"replica lag above max_lag {max_lag:g}s for {waited:.1f}s: {why}"
+                )
+                log.warning("rule stopped: replicas lag", rule=rule, reason=reason)
+                return reason
+            if waited - logged >= LAG_LOG_EVERY:
+                log.warning("replicas lag: batches paused", rule=rule, max_lag=max_lag, lag=why)
+                logged = waited
+            control.pause(min(LAG_POLL, bound - waited))
+
+
+@dataclass
+class LagSources:
+    """Reads the lag: on the primary (what it sees of its replicas) and on each replica
+    named in ``RETENTION_REPLICA_URLS`` (shown by their masked URLs, never a password)."""
+
+    primary: Engine
+    replicas: list[tuple[str, Engine]]
+
+    def __call__(self) -> list[Lag]:
+        with self.primary.connect() as conn:
+            lags = backend_for(self.primary).replication_lag(conn)
+        for shown, engine in self.replicas:
+            try:
+                with engine.connect() as conn:
+                    lag = backend_for(engine).replica_lag(conn)
+            except DBAPIError as exc:
+                lag = Lag(shown, None, reason=f"cannot be read ({describe_error(exc)})")
+            lags.append(replace(lag, source=shown))
+        return lags
+
+    def close(self) -> None:
+        for _, engine in self.replicas:
+            engine.dispose()
+
+
+def watch_replicas(
+    settings: Settings, engine: Engine, on_reading: Callable[[float], None] | None = None
+) -> ReplicaWatch:
+    """The watch of a run: the primary and every replica URL of the settings. A URL
+    whose driver is missing is a ``SettingsError`` here, before the first write."""
+    replicas = []
+    for url in settings.replica_url_list():
+        parsed = make_url(url)
+        backend = backend_for(parsed.get_backend_name())
+        options = {"hide_parameters": True, **backend.engine_options(settings.lock_timeout_ms)}
+        try:
+            replica = create_engine(backend.engine_url(parsed, read_only=True), **options)
+        except (ImportError, NoSuchModuleError):
+            raise SettingsError(
+                f"RETENTION_REPLICA_URLS: the driver for {parsed.drivername}:// is not "
+                f"installed: {backend.driver_hint or 'see the operations guide'}"
+            ) from None
+        replicas.append((mask_url(url), replica))
+    sources = LagSources(engine, replicas)
+    return ReplicaWatch(sources, on_reading, close=sources.close)

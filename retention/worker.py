@@ -71,6 +71,7 @@ class Worker:
                 loaded=self.loaded,
                 run_id=run_id,  # the job's logs and its audit records share one run id
                 slot=slot,  # replicas of `serve` run each scheduled run of a rule once
+                on_lag=self.metrics.replica_lag.set,  # the gauge follows each reading
             )
         except RetentionError as exc:
             log.error("scheduled run failed", error=type(exc).__name__, reason=str(exc))

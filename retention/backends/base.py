@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Table
 
 from retention.backends.errors import Conflict
+from retention.backends.lag import Lag
 from retention.backends.sqlite_catalog import OddValues
 
 
@@ -101,6 +102,16 @@ class Backend(Protocol):
 
         The lock and the transaction go together because PostgreSQL's lock lives in the
         transaction and MySQL's must outlive its commit."""
+        ...
+
+    # --- replicas (max_lag) ---------------------------------------------------------------
+    def replication_lag(self, conn: Connection) -> list[Lag]:
+        """The lag of the replicas this server feeds, read on it (PostgreSQL's
+        ``pg_stat_replication``, Galera's flow control); empty when it sees none."""
+        ...
+
+    def replica_lag(self, conn: Connection) -> Lag:
+        """The lag of the replica ``conn`` is connected to (``RETENTION_REPLICA_URLS``)."""
         ...
 
     # --- reflection -------------------------------------------------------------------

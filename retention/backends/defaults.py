@@ -13,6 +13,7 @@ from sqlalchemy.schema import Table
 
 from retention.backends import errors
 from retention.backends.errors import Conflict
+from retention.backends.lag import Lag
 from retention.backends.pads import hmac_params
 from retention.backends.sqlite_catalog import OddValues
 
@@ -81,6 +82,13 @@ class DefaultBackend:
 
     def is_already_exists(self, exc: DBAPIError) -> bool:
         return False
+
+    def replication_lag(self, conn: Connection) -> list[Lag]:
+        return []
+
+    def replica_lag(self, conn: Connection) -> Lag:
+        reason = "not a replica whose lag can be read here (MySQL/MariaDB replicas only)"
+        return Lag("replica", None, reason=reason)
 
     def is_connect_failure(self, exc: DBAPIError) -> bool:
         return errors.unreachable(exc)

@@ -39,6 +39,7 @@ from retention.backends import errors, strategies
 from retention.backends.addresses import IPV4, IPV6
 from retention.backends.defaults import APPEND_ONLY, DefaultBackend
 from retention.backends.errors import Conflict
+from retention.backends.lag import Lag
 from retention.backends.registry import register
 from retention.backends.types import INET4, INET6
 
@@ -49,6 +50,11 @@ RETRYABLE = frozenset({1205, 1213})
 # generic "unknown error", so its fixed text is read too): a smaller batch gets past it.
 WRITE_SET_ROWS = 1180
 WRITE_SET_SIZE = (1105, "maximum writeset size exceeded")
+SYNTAX_ERROR = 1064  # SHOW REPLICA STATUS on a server older than MariaDB 10.5 / MySQL 8.0.22
+GALERA_STATUS_QUERY = (
+    "SHOW GLOBAL STATUS WHERE Variable_name IN "
+    "('wsrep_flow_control_active', 'wsrep_local_recv_queue')"
+)
 # A table, trigger or index that another node created first (Galera replicates DDL in
 # total order, so CREATE on three nodes at once fails on two), a duplicate head row.
 ALREADY_EXISTS = frozenset({1050, 1061, 1062, 1359})
@@ -193,6 +199,31 @@ class MySQLBackend(DefaultBackend):
             message = str(args[1]).lower() if len(args) > 1 else ""
             return Conflict.WRITE_SET if WRITE_SET_SIZE[1] in message else None
         return Conflict.CONTENTION if number in RETRYABLE else None
+
+    def replication_lag(self, conn: Connection) -> list[Lag]:
+        # A Galera node sees its cluster: flow control pauses every node's writes while
+        # one node's receive queue is too long, so a batch then waits for it.
+        rows = conn.execute(text(GALERA_STATUS_QUERY)).all()
+        status: dict[str, str] = {str(name): str(value) for name, value in rows}
+        if status.get("wsrep_flow_control_active", "false").lower() not in ("true", "on"):
+            return []
+        queue = status.get("wsrep_local_recv_queue", "?")
+        reason = f"flow control active (this node's receive queue: {queue})"
+        return [Lag("galera cluster", None, reason=reason)]
+
+    def replica_lag(self, conn: Connection) -> Lag:
+        try:
+            rows = conn.execute(text("SHOW REPLICA STATUS")).mappings().all()
+        except DBAPIError as exc:
+            if errors.error_number(exc.orig) != SYNTAX_ERROR:
+                raise
+            rows = conn.execute(text("SHOW SLAVE STATUS")).mappings().all()  # before 10.5
+        if not rows:
+            return Lag("replica", None, reason="not a replica (SHOW REPLICA STATUS is empty)")
+        behind = [r.get("Seconds_Behind_Master", r.get("Seconds_Behind_Source")) for r in rows]
+        if any(b is None for b in behind):
+            return Lag("replica", None, reason="replication is stopped (no Seconds_Behind)")
+        return Lag("replica", float(max(int(b) for b in behind)))
 
     def is_already_exists(self, exc: DBAPIError) -> bool:
         return errors.error_number(exc.orig) in ALREADY_EXISTS

@@ -36,12 +36,20 @@ from sqlalchemy.types import Date, DateTime
 from retention.backends import errors, strategies
 from retention.backends.addresses import IPV4, IPV6
 from retention.backends.defaults import APPEND_ONLY, DefaultBackend
+from retention.backends.lag import Lag
 from retention.backends.registry import register
 
 # Deadlock, serialisation failure, lock wait timed out: worth a retry.
 RETRYABLE = frozenset({"40P01", "40001", "55P03"})
 # duplicate_table, duplicate_object, unique_violation (a racing CREATE, the head row).
 ALREADY_EXISTS = frozenset({"42P07", "42710", "23505"})
+# Each standby's (or logical subscriber's) replay lag and the bytes it has yet to replay.
+REPLICATION_LAG_QUERY = (
+    "SELECT application_name, EXTRACT(EPOCH FROM replay_lag), "
+    "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication"
+)
+# pg_stat_replication hides the positions from a role without pg_read_all_stats.
+REPLAY_UNKNOWN = "replay position not visible (grant pg_monitor to the run's role)"
 # Password refused, no such role, no such database.
 CONFIGURATION = frozenset({"28P01", "28000", "3D000"})
 # The same refusals while connecting, where psycopg has no SQLSTATE, only libpq's text.
@@ -158,6 +166,22 @@ class PostgreSQLBackend(DefaultBackend):
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return errors.sqlstate(exc.orig) in RETRYABLE
+
+    def replication_lag(self, conn: Connection) -> list[Lag]:
+        # A standby that replayed every byte is not behind, whatever replay_lag still
+        # shows (it is cleared only at the standby's next status message).
+        found = []
+        for name, seconds, behind in conn.execute(text(REPLICATION_LAG_QUERY)):
+            source = f"standby {name or '(unnamed)'}"
+            if behind is None:
+                found.append(Lag(source, None, reason=REPLAY_UNKNOWN))
+            elif behind <= 0:
+                found.append(Lag(source, 0.0, 0))
+            elif seconds is None:
+                found.append(Lag(source, None, int(behind), "replay lag not measured yet"))
+            else:
+                found.append(Lag(source, float(seconds), int(behind)))
+        return found
 
     def is_already_exists(self, exc: DBAPIError) -> bool:
         return errors.sqlstate(exc.orig) in ALREADY_EXISTS

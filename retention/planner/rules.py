@@ -228,6 +228,7 @@ class RulePlanner:
             fetch=tuple(fetch),
             batch_size=size,
             sleep=rule.sleep if rule.sleep is not None else defaults.sleep,
+            max_lag=rule.max_lag if rule.max_lag is not None else defaults.max_lag,
             guard=rule.guard.over(defaults.guard) if rule.guard else defaults.guard,
             next_run=next_fire_time(schedule, tz, self.now) if schedule else None,
             steps=tuple(steps),

@@ -136,6 +136,7 @@ def hops(value: str | RelatedColumn) -> tuple[list[Related], str]:
 
 BatchSize = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
 Sleep = Annotated[float, Field(ge=0, le=3600, strict=False), BeforeValidator(huge_as_infinite)]
+MaxLag = Annotated[float, Field(gt=0, le=86400, strict=False), BeforeValidator(huge_as_infinite)]
 
 
 class Rule(Frozen):
@@ -182,6 +183,10 @@ class Rule(Frozen):
     sleep: Sleep | None = Field(
         None, description="Seconds to pause between batches (default: defaults.sleep)"
     )
+    max_lag: MaxLag | None = Field(
+        None,
+        description="Seconds a replica may lag before batches pause (default: defaults.max_lag)",
+    )
     guard: GuardOverride | None = Field(
         None, description="This rule's guard limits (default: defaults.guard)"
     )
@@ -201,6 +206,13 @@ class Defaults(Frozen):
     )
     batch_size: BatchSize = Field(5000, description="Rows per batch and transaction (default 5000)")
     sleep: Sleep = Field(0.0, description="Seconds to pause between batches (default 0)")
+    max_lag: MaxLag | None = Field(
+        None,
+        description=(
+            "Seconds a replica may lag before batches pause; after 10 x max_lag of waiting "
+            "the rule stops partial (default: none, replicas not watched)"
+        ),
+    )
     guard: Guard = Field(
         Guard(), description="Stop a rule before its first write when it would remove too much"
     )
