@@ -56,8 +56,9 @@ GALERA_STATUS_QUERY = (
     "('wsrep_flow_control_active', 'wsrep_local_recv_queue')"
 )
 # A table, trigger or index that another node created first (Galera replicates DDL in
-# total order, so CREATE on three nodes at once fails on two), a duplicate head row.
-ALREADY_EXISTS = frozenset({1050, 1061, 1062, 1359})
+# total order, so CREATE on three nodes at once fails on two), a duplicate head row, a
+# table skipped by the catalog while another node's DDL changes it (1684).
+ALREADY_EXISTS = frozenset({1050, 1061, 1062, 1359, 1684})
 # Access denied (to the server, to the database), unknown database.
 CONFIGURATION = frozenset({1044, 1045, 1049})
 _DIALECTS = ("mysql", "mariadb")
