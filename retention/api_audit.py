@@ -35,6 +35,7 @@ from retention.audit.records import key_fingerprint
 from retention.audit.report import certificate as build_certificate
 from retention.audit.report import report_data
 from retention.audit.verify import key_fingerprints
+from retention.coverage.scan import CoverageReport, scan
 from retention.db import make_engine, reachable
 from retention.errors import AuditTampered, PolicyError, UsageError
 from retention.plan import RulePlan, StepKind
@@ -56,6 +57,13 @@ def _reading(settings: Settings) -> Iterator[tuple[LoadedPolicy, Engine, Connect
             yield loaded, engine, conn
     finally:
         engine.dispose()
+
+
+def coverage(settings: Settings) -> CoverageReport:
+    """The columns that look personal, and the rules that cover them (``coverage.scan``).
+    Reads a bounded sample of each table; writes nothing."""
+    with _reading(settings) as (loaded, _, conn):
+        return scan(conn, loaded.policy)
 
 
 def read_heads(path: str | None) -> list[str]:
@@ -272,6 +280,7 @@ __all__ = [
     "KeyProof",
     "audit_records",
     "certificate",
+    "coverage",
     "export",
     "find_keys",
     "oldest_kept",

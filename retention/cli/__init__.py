@@ -23,6 +23,7 @@ from retention import __version__, api, render
 from retention.audit.records import key_fingerprint
 from retention.cli.audit import register as _register_audit_commands
 from retention.cli.common import common_options
+from retention.cli.coverage import register as _register_coverage
 from retention.errors import (
     AuditTampered,
     ConfigError,
@@ -396,3 +397,4 @@ def main() -> None:
 
 
 _register_audit_commands(audit)
+_register_coverage(cli)

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from retention.policy.conditions import Condition, Related
+from retention.policy.coverage import CoverageSettings
 from retention.policy.fields import (
     MAX_INT,
     Cron,
@@ -249,6 +250,10 @@ class Policy(Frozen):
     holds: Holds | None = Field(None, description="The legal-hold registry (optional)")
     rules: Annotated[list[Rule], Field(min_length=1)] = Field(
         description="The retention rules, run in file order (see the rule order)"
+    )
+    coverage: CoverageSettings = Field(
+        CoverageSettings(),
+        description="Settings of retention coverage: personal-looking columns reviewed",
     )
 
     def rule(self, name: str) -> Rule:
