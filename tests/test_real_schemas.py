@@ -423,3 +423,27 @@ def test_the_certificate_ages_a_held_row_by_its_related_clock(
     data = api.certificate(settings, now=NOW).data
     oldest = next(r for r in data["rules"] if r["rule"] == "ticket-threads")["oldest_kept_days"]
     assert oldest["holds_days"] == (NOW.replace(tzinfo=None) - OLDER).days == 243
+
+
+def test_a_cycle_through_a_related_clock_and_subject_is_refused_offline(tmp_path: Any) -> None:
+    """Threads' age is their ticket's and tickets are kept while their threads' user is
+    held: each rule reads what the other deletes, so no order satisfies both."""
+    threads = ticket_threads(cascade=[])
+    tickets = {
+        "name": "tickets",
+        "table": "tickets",
+        "clock": "closed_at",
+        "after": "P1Y",
+        "hold_subject": {
+            "related": {"table": "threads", "on": {"object_id": "id"}},
+            "column": "object_id",
+        },
+        "action": "delete",
+    }
+    path = tmp_path / "policies.yaml"
+    write_policy(path, {"version": 1, "holds": HOLDS, "rules": [threads, tickets]})
+    result = invoke(["validate", "--offline", "--policy", str(path)])
+    assert result.exit_code == CONFIG_ERROR, result.output
+    assert "rules 'ticket-threads', 'tickets' cannot be ordered" in result.stderr
+    assert "'ticket-threads' reads tickets, which 'tickets' deletes from" in result.stderr
+    assert "'tickets' reads threads, which 'ticket-threads' deletes from" in result.stderr
