@@ -4,8 +4,8 @@ SQLite, PostgreSQL and MariaDB and checked row by row against an oracle.
 Each oracle is this file's own plain-Python reading of the example's policy (never the
 planner): it says, from the generated rows alone, which rows are due, which are kept and
 why, and what every table holds after the run. The test then runs ``validate``, ``plan``,
-``run``, a second ``run`` and ``audit verify`` through the CLI, and compares every row of
-every table with the oracle's.
+``run``, a second ``run``, ``audit verify`` and ``coverage --fail-on-uncovered`` through
+the CLI, and compares every row of every table with the oracle's.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def exercise(
     name: str,
     oracle: Callable[[Rows], Expected],
 ) -> dict[str, Any]:
-    """Generate, load, validate, plan, run, run again, verify; compare with the oracle.
+    """Generate, load, validate, plan, run, run again, verify, check coverage; compare
+    with the oracle.
 
     Returns the plan's JSON, for the report of what each rule did."""
     schema, generate, policy = example(name)
@@ -132,6 +133,11 @@ def exercise(
 
     verified = invoke(["audit", "verify"], env)
     assert verified.exit_code == 0, verified.output
+
+    # Every personal-looking column is removed by a rule or reviewed in coverage.ignore.
+    covered = invoke(["coverage", "--fail-on-uncovered", "--output", "json"], env)
+    assert covered.exit_code == 0, covered.output
+    assert json.loads(covered.stdout)["stale_ignores"] == []
     return plan
 
 
