@@ -311,3 +311,20 @@ def test_the_audit_and_lease_tables_are_never_reported(demo_db: dict[str, str]) 
     assert code == 0
     assert not [f for f in report["findings"] if f["table"].startswith("customer_audit")]
     assert report["tables"] == 8  # the demo's seven and its marks, not the four audit tables
+
+
+def test_a_parked_rule_covers_nothing(demo_db: dict[str, str]) -> None:
+    """Only enabled rules cover: parking the accounts rule uncovers what it anonymises."""
+    policy = Path(demo_db["RETENTION_POLICY_FILE"])
+    name = "  - name: closed-accounts-after-30-days\n"
+    assert name in SHIPPED
+    policy.write_text(SHIPPED.replace(name, name + "    enabled: false\n"), encoding="utf-8")
+    code, report = coverage(demo_db, "--fail-on-uncovered")
+    assert code == 1
+    assert report["uncovered_columns"] == [
+        "accounts.username",
+        "accounts.phone",
+        "accounts.email",
+        "accounts.qq_number",
+        "accounts.wechat_id",
+    ]
