@@ -217,16 +217,22 @@ class Leases:
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease in a transaction of its own; False (and logged) once it is
-        lost. A database error is logged and left to the next beat."""
-        try:
-            with self.engine.begin() as conn:
-                if self._extend(conn, lease):
-                    return True
-                lease.lost = True
-                reason = self._why_lost(conn, lease)
-        except DBAPIError as exc:
-            log.warning("could not renew a lease", lease=lease.name, error=describe_error(exc))
-            return not lease.lost
+        lost. A database error is logged and left to the next beat, but a pooled
+        connection the server closed while idle (``idle_session_timeout``, a proxy) is
+        replaced at once: beats far apart would otherwise always find theirs closed."""
+        for attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    if self._extend(conn, lease):
+                        return True
+                    lease.lost = True
+                    reason = self._why_lost(conn, lease)
+                break
+            except DBAPIError as exc:
+                if exc.connection_invalidated and attempt == 0:
+                    continue
+                log.warning("could not renew a lease", lease=lease.name, error=describe_error(exc))
+                return not lease.lost
         log.error("lease lost", lease=lease.name, reason=reason)
         return False
 

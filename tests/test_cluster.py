@@ -271,13 +271,14 @@ def test_reads_on_a_galera_node_are_causal(galera_urls: list[str], tmp_path: Pat
 def test_pg_idle_connections_closed_mid_rule_let_no_second_run_work_it(
     pg_urls: list[str], tmp_path: Path
 ) -> None:
-    """The server closes every connection idle for a second while the run pauses after
-    its first batch (``idle_session_timeout``). A second run that starts then finds the
-    rule's lease live and skips it, and records no run_interrupted: the lease is a row,
-    not a session, and the heartbeat renews it on fresh connections."""
+    """The server closes every connection idle for a second (``idle_session_timeout``)
+    while the run pauses after its first batch for longer than its lease. A second run
+    that starts then finds the rule's lease live and skips it, and records no
+    run_interrupted: the lease is a row, not a session, and the heartbeat renews it,
+    replacing the pooled connections the server closed between its beats."""
     primary_url = pg_urls[0]
     policy_file = write_policy(tmp_path / "policies.yaml", policy(batch_size=5))
-    terms = {"lease_seconds": 4.0, "lease_renew_seconds": 0.5}
+    terms = {"lease_seconds": 3.0, "lease_renew_seconds": 1.5}
     first, second, third = (settings_for(primary_url, policy_file, **terms) for _ in range(3))
     admin = make_engine(first, hash_key=HASH_KEY.encode())
     META.create_all(admin)
@@ -290,9 +291,8 @@ def test_pg_idle_connections_closed_mid_rule_let_no_second_run_work_it(
 
     def meanwhile(rule: str, done: int, due: int) -> None:
         if rule == "alpha" and done == 5:
-            time.sleep(1.5)  # every idle connection of the first run is closed now
+            time.sleep(4.0)  # past the lease: only renewals on fresh connections keep it
             during.append(run_or_code(second, rules=["alpha"]))
-            time.sleep(1.5)
 
     try:
         code, result = run_or_code(first, rules=["alpha"], on_batch=meanwhile)
