@@ -14,8 +14,9 @@ The sizes: a rule starts at its ``batch_size`` (the ceiling). Two conflicts in a
 and so does one write-set refusal (Galera's ``wsrep_max_ws_rows`` / ``wsrep_max_ws_size``),
 never below the floor: 1% of the ceiling, at least 10 rows (or the ceiling itself when it
 is smaller). After ``GROW_AFTER`` batches committed at their first attempt, it doubles,
-never above the ceiling. Batches walk the key forward, so a smaller batch never skips or
-repeats a row: it takes fewer of the next due rows.
+never above the ceiling, nor to a size a write-set limit refused in this run. Batches walk
+the key forward, so a smaller batch never skips or repeats a row: it takes fewer of the
+next due rows.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ FLOOR_ROWS = 10
 SHRINK_AFTER = 2
 #: batches committed at the first attempt, in a row, that double it again
 GROW_AFTER = 5
+#: the changes of size a summary lists (the first ones; ``resized`` counts them all)
+MAX_SHOWN = 20
 
 
 def floor_for(ceiling: int) -> int:
@@ -70,6 +73,9 @@ class BatchSizer:
     largest: int | None = None
     #: every change: (the batch it applies from, counting from 1, new size, why)
     changes: list[tuple[int, int, str]] = field(default_factory=list)
+    #: the smallest size a write-set limit refused: growing back stays below it (the
+    #: limit is the cluster's setting, it does not pass like a conflict)
+    refused: int | None = None
     _failed_this_batch: bool = False
 
     def __post_init__(self) -> None:
@@ -83,6 +89,8 @@ class BatchSizer:
         self.conflicts += 1
         if kind is Conflict.CONTENTION and self.conflicts < SHRINK_AFTER:
             return False
+        if kind is Conflict.WRITE_SET:
+            self.refused = min(self.refused or self.size, self.size)
         if self.size <= self.floor:
             return False
         self._change(batch, max(self.floor, self.size // 2), kind.value)
@@ -98,8 +106,11 @@ class BatchSizer:
             return
         self.conflicts = 0
         self.clean += 1
-        if self.clean >= GROW_AFTER and self.size < self.ceiling:
-            self._change(batch + 1, min(self.ceiling, self.size * 2), "clean batches")
+        grown = min(self.ceiling, self.size * 2)
+        if self.refused is not None and grown >= self.refused:
+            return
+        if self.clean >= GROW_AFTER and grown > self.size:
+            self._change(batch + 1, grown, "clean batches")
 
     def _change(self, batch: int, size: int, why: str) -> None:
         grew = size > self.size
@@ -115,7 +126,10 @@ class BatchSizer:
         return {
             "min": self.smallest,
             "max": self.largest,
-            "changes": [{"from_batch": b, "size": s, "reason": r} for b, s, r in self.changes],
+            "resized": len(self.changes),
+            "changes": [
+                {"from_batch": b, "size": s, "reason": r} for b, s, r in self.changes[:MAX_SHOWN]
+            ],
         }
 
 

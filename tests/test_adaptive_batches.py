@@ -147,7 +147,12 @@ def test_a_run_without_conflicts_takes_whole_batches_and_records_no_size_per_bat
 ) -> None:
     build(engine, settings)
     (rule,) = api.run(settings).rules
-    assert rule.batch_sizes == {"min": BATCH_SIZE, "max": BATCH_SIZE, "changes": []}
+    assert rule.batch_sizes == {
+        "min": BATCH_SIZE,
+        "max": BATCH_SIZE,
+        "resized": 0,
+        "changes": [],
+    }
     records = audit_tables("retention_audit")[1]
     with engine.connect() as conn:
         details = conn.scalars(select(records.c.details).where(records.c.event == "batch"))

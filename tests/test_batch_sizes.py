@@ -69,8 +69,8 @@ def test_the_size_never_shrinks_below_the_floor() -> None:
 
 def test_the_size_doubles_after_clean_batches_up_to_the_batch_size() -> None:
     sizer = BatchSizer(1000)
-    for _ in range(3):
-        sizer.failed(Conflict.WRITE_SET, 1)
+    for _ in range(6):
+        sizer.failed(Conflict.CONTENTION, 1)
     assert sizer.size == 125
     sizer.committed(1)  # the batch that failed commits at the smaller size: not clean
     batch = 2
@@ -83,7 +83,8 @@ def test_the_size_doubles_after_clean_batches_up_to_the_batch_size() -> None:
 
 def test_a_batch_that_needed_a_retry_is_not_clean() -> None:
     sizer = BatchSizer(1000)
-    sizer.failed(Conflict.WRITE_SET, 1)
+    sizer.failed(Conflict.CONTENTION, 1)
+    sizer.failed(Conflict.CONTENTION, 1)
     for batch in range(1, GROW_AFTER + 1):
         sizer.failed(Conflict.CONTENTION, batch)
         sizer.committed(batch)
@@ -99,8 +100,29 @@ def test_the_summary_names_the_smallest_and_largest_committed_sizes_and_each_cha
     assert sizer.summary() == {
         "min": 50,
         "max": 100,
+        "resized": 1,
         "changes": [{"from_batch": 2, "size": 50, "reason": "write_set_limit"}],
     }
+
+
+def test_after_a_write_set_refusal_the_size_grows_back_only_below_the_refused_size() -> None:
+    sizer = BatchSizer(1000)
+    sizer.failed(Conflict.WRITE_SET, 1)  # 1000 refused: 500
+    sizer.failed(Conflict.WRITE_SET, 1)  # 500 refused: 250
+    sizer.committed(1)
+    for batch in range(2, 4 * GROW_AFTER):
+        sizer.committed(batch)
+    assert sizer.size == 250  # 500 was refused: it does not grow back to it
+
+
+def test_after_conflicts_alone_the_size_grows_back_to_the_batch_size() -> None:
+    sizer = BatchSizer(1000)
+    for _ in range(2):
+        sizer.failed(Conflict.CONTENTION, 1)
+    sizer.committed(1)
+    for batch in range(2, 2 + GROW_AFTER):
+        sizer.committed(batch)
+    assert sizer.size == 1000
 
 
 def _error(orig: BaseException) -> DBAPIError:

@@ -43,9 +43,12 @@ from retention.backends.registry import register
 RETRYABLE = frozenset({"40P01", "40001", "55P03"})
 # duplicate_table, duplicate_object, unique_violation (a racing CREATE, the head row).
 ALREADY_EXISTS = frozenset({"42P07", "42710", "23505"})
-# Each standby's (or logical subscriber's) replay lag and the bytes it has yet to replay.
+# Each standby's (or logical subscriber's) replay lag and the bytes it has yet to replay;
+# replay_lag is measured when the standby reports, which a paused or stuck standby does
+# only every wal_receiver_status_interval: the time since its last report is added.
 REPLICATION_LAG_QUERY = (
-    "SELECT application_name, EXTRACT(EPOCH FROM replay_lag), "
+    "SELECT application_name, "
+    "EXTRACT(EPOCH FROM replay_lag + GREATEST(now() - reply_time, interval '0')), "
     "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication"
 )
 # pg_stat_replication hides the positions from a role without pg_read_all_stats.
