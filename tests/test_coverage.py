@@ -328,3 +328,26 @@ def test_a_parked_rule_covers_nothing(demo_db: dict[str, str]) -> None:
         "accounts.qq_number",
         "accounts.wechat_id",
     ]
+
+
+def test_addresses_in_the_databases_own_address_type_are_found(demo_db: dict[str, str]) -> None:
+    """PostgreSQL's inet and MariaDB's INET6 come back as address objects or text; SQLite
+    keeps text. A neutral name (``origin``) is caught by its values alone."""
+    url = demo_db["RETENTION_DATABASE_URL"]
+    engine = create_engine(url)
+    kind = {"postgresql": "INET", "mysql": "INET6"}.get(engine.dialect.name, "VARCHAR(45)")
+    engine.dispose()
+    sql(url, f"ALTER TABLE tickets ADD COLUMN origin {kind}")
+    v4 = "::ffff:203.0.113" if kind == "INET6" else "203.0.113"  # INET6 maps IPv4
+    addresses = [f"{v4}.{i}" if i % 2 else f"2001:db8::{i:x}" for i in range(1, 31)]
+    sql(
+        url,
+        "UPDATE tickets SET origin = :a WHERE id = :id",
+        rows=[{"a": a, "id": i} for i, a in enumerate(addresses, start=1)],
+    )
+    result = invoke(["coverage", "--output", "json"], demo_db)
+    assert result.exit_code == 0, result.output
+    (finding,) = [f for f in json.loads(result.stdout)["findings"] if f["column"] == "origin"]
+    assert finding["status"] == "uncovered"
+    assert finding["by_values"] == {"ip_address": 30} and finding["by_name"] == []
+    assert "203.0.113" not in result.output and "2001:db8" not in result.output
