@@ -16,7 +16,8 @@ at a seeded random moment, again and again. After every kill:
 - no child row outlives its parent, and every child of a remaining parent remains.
 
 Then a normal run finishes the rest, exits 0, verifies, and records the killed runs as
-``run_interrupted``.
+``run_interrupted``. A killed run's leases hold until they expire (SPEC section 5): the
+runs here take one-second leases, and each kill waits for them to run out.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ MAX_DELAY = 1.5  # seconds
 AHEAD = 1  # processes importing while an earlier one runs
 EARLY = 0.2  # the share of kills timed from the process's start, not its run_started
 RULE = "feedback-after-30-days"
+LEASE_SECONDS = 1  # how long a killed run keeps its rule from the next one
 KEY = HASH_KEY.encode()
 OLD = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=400)
 
@@ -185,6 +187,19 @@ class Database:
             time.sleep(0.02)
         raise AssertionError("a killed run's server process is still alive after 10 s")
 
+    def wait_for_leases_to_expire(self) -> None:
+        """A killed run's leases (its rule's and its own) hold until they expire; the next
+        run takes the rule, and finds the killed run dead, only then."""
+        deadline = time.monotonic() + 10 * LEASE_SECONDS
+        query = text("SELECT count(*) FROM retention_audit_leases WHERE expires_at > :now")
+        while True:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            with self.engine.connect() as conn:
+                if conn.execute(query, {"now": now}).scalar_one() == 0:
+                    return
+            assert time.monotonic() < deadline, "a killed run's lease outlived its length"
+            time.sleep(0.05)
+
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
@@ -239,6 +254,8 @@ class Launcher:
             "RETENTION_HASH_KEY": HASH_KEY,
             "RETENTION_POLICY_FILE": str(self.db.settings.policy_file),
             "RETENTION_LOG_FORMAT": "json",
+            "RETENTION_LEASE_SECONDS": str(LEASE_SECONDS),
+            "RETENTION_LEASE_RENEW_SECONDS": "0.3",
         }
         out = (self.tmp_path / f"{name}.out").open("wb")
         err = (self.tmp_path / f"{name}.err").open("wb")
@@ -276,6 +293,7 @@ def kill(db: Database, proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     db.wait_for_backends_to_end()
+    db.wait_for_leases_to_expire()
 
 
 def check_after_kill(db: Database, before: set[int], children: dict[int, int], seq: int) -> int:
