@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Any
 
 import structlog
 from click.testing import CliRunner
+from conftest import HASH_KEY, ROOT
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -28,12 +32,18 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    insert,
+    select,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 from retention.audit.writer import ensure_audit_tables
 from retention.cli import cli
 from retention.leases import Lease, Leases, rule_lease, run_lease
+from retention.settings import Settings
+
+RETENTION = str(ROOT / ".venv" / "bin" / "retention")
 
 # --- policies --------------------------------------------------------------------------
 
@@ -46,6 +56,60 @@ def write_policy(path: Path, policy: str | Mapping[str, Any]) -> Path:
     text = policy if isinstance(policy, str) else json.dumps(policy, indent=1)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def guardless_policy(body: str, *, head: str = "") -> str:
+    """A policy whose guard never trips (``max_fraction: 1``), for tests about which rows
+    go: ``head`` (a ``holds:`` registry, say) and then ``body``, the ``rules:``."""
+    return "version: 1\ndefaults: {guard: {max_fraction: 1}}\n" + head + textwrap.dedent(body)
+
+
+def rules_policy(rules: str) -> str:
+    """``guardless_policy`` of ``rules``, a list of rules written without its ``rules:``."""
+    return guardless_policy("rules:\n" + textwrap.indent(textwrap.dedent(rules), "  "))
+
+
+# --- tables and rows -------------------------------------------------------------------
+
+#: a timestamp column that keeps microseconds on MariaDB too
+TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+
+
+def dated_table(meta: MetaData, name: str, clock: str) -> Table:
+    """``name`` (id, ``clock``): the least a rule needs, a key and a NOT NULL clock."""
+    return Table(
+        name,
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column(clock, DateTime, nullable=False),
+    )
+
+
+def holds_registry(meta: MetaData, *extra: Column[Any], name: str = "legal_holds") -> Table:
+    """A legal-hold registry: (id, subject_id, released_at), both nullable, and ``extra``."""
+    return Table(
+        name,
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("subject_id", Integer, nullable=True),
+        Column("released_at", TS, nullable=True),
+        *extra,
+    )
+
+
+def create(engine: Engine, meta: MetaData, rows: Mapping[Table, Sequence[dict[str, Any]]]) -> None:
+    """Create ``meta``'s tables and insert ``rows`` (per table; an empty list inserts none)."""
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        for table, values in rows.items():
+            if values:
+                conn.execute(insert(table), list(values))
+
+
+def ids(engine: Engine, table: Table) -> list[int]:
+    """The ``id`` of every row left, sorted."""
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(table.c.id)).scalars())
 
 
 # --- the feedback schema ---------------------------------------------------------------
@@ -251,3 +315,48 @@ def invoke(
     return Invocation(
         result.exit_code, result.stdout, result.stderr, result.output, result.exception
     )
+
+
+def cli_on(settings: Settings, *args: str) -> Invocation:
+    """``retention ARGS`` in-process on ``settings``' database and policy, with the hash key."""
+    url = settings.database_url.get_secret_value()
+    env = {"RETENTION_HASH_KEY": HASH_KEY}
+    return invoke([*args, "--database", url, "--policy", str(settings.policy_file)], env)
+
+
+# --- the command line in a process of its own -------------------------------------------
+
+
+def child_env(**variables: str) -> dict[str, str]:
+    """The environment of a ``retention`` process a test starts: this one's without any
+    ``RETENTION_`` variable, with the hash key and ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
+    env.update(RETENTION_HASH_KEY=HASH_KEY, **variables)
+    return env
+
+
+def command(settings: Settings, *args: str) -> list[str]:
+    """``retention ARGS --database URL --policy FILE`` for ``settings``."""
+    url = settings.database_url.get_secret_value()
+    return [RETENTION, *args, "--database", url, "--policy", str(settings.policy_file)]
+
+
+@contextmanager
+def started(
+    args: Sequence[str], env: Mapping[str, str], cwd: Path
+) -> Iterator[subprocess.Popen[str]]:
+    """A ``retention`` process (text pipes), killed if the test leaves it running."""
+    proc = subprocess.Popen(
+        list(args),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -127,6 +127,15 @@ def engine(settings: Settings) -> Iterator[Engine]:
     eng.dispose()
 
 
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Engine]:
+    """An engine on the test database as an application sees it: none of retention's
+    session set-up (SQLite's functions and BEGIN IMMEDIATE, PostgreSQL's time zone)."""
+    eng = create_engine(settings.database_url.get_secret_value())
+    yield eng
+    eng.dispose()
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never read the developer's .env or RETENTION_* variables by accident."""

@@ -19,13 +19,10 @@ from typing import Any
 
 import builders
 import pytest
-from builders import Invocation, write_policy
+from builders import Invocation, dated_table, write_policy
 from conftest import HASH_KEY
 from sqlalchemy import (
-    Column,
-    DateTime,
     Engine,
-    Integer,
     MetaData,
     Table,
     create_engine,
@@ -48,18 +45,8 @@ from retention.executor import Executor
 from retention.settings import Settings
 
 META = MetaData()
-ORDERS = Table(
-    "orders",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("placed_at", DateTime, nullable=False),
-)
-VISITS = Table(
-    "visits",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("seen_at", DateTime, nullable=False),
-)
+ORDERS = dated_table(META, "orders", "placed_at")
+VISITS = dated_table(META, "visits", "seen_at")
 RECORDS = audit_tables("retention_audit")[1]
 POLICY = """\
 version: 1

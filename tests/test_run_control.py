@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,8 +17,8 @@ from typing import Any
 
 import builders
 import pytest
-from builders import Invocation, write_policy
-from conftest import HASH_KEY, ROOT
+from builders import Invocation, child_env, command, started, write_policy
+from conftest import HASH_KEY
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.exc import DBAPIError
 
@@ -217,29 +215,11 @@ def test_sigterm_finishes_the_batch_records_the_interruption_and_exits_75(
 ) -> None:
     """SIGTERM mid-run: exit 75, run_interrupted last, no half batch; a later run finishes."""
     keep = build(engine, settings, 100, batch_size=5, sleep=0.2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    env.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json")
-    command = [
-        str(ROOT / ".venv" / "bin" / "retention"),
-        "run",
-        "--database",
-        settings.database_url.get_secret_value(),
-        "--policy",
-        str(settings.policy_file),
-        "--output",
-        "json",
-    ]
-    proc = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    run = command(settings, "run", "--output", "json")
+    with started(run, child_env(RETENTION_LOG_FORMAT="json"), tmp_path) as proc:
         wait_for(lambda: batch_records(engine), seconds=30)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 75, err
     report = json.loads(out)
     assert report["interrupted"] is True, out

@@ -13,38 +13,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from builders import invoke
+from builders import TS, ids, invoke, rules_policy
 from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    DateTime,
     Engine,
     ForeignKey,
     Integer,
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
-    select,
 )
-from sqlalchemy.dialects import mysql
 
 from retention import api
 from retention.settings import Settings
 
-TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 OLD = datetime(2019, 6, 1, 8, 0, 0)  # naive UTC, past every cutoff below
 CONFIG_ERROR = 78
-
-
-@pytest.fixture
-def db(settings: Settings) -> Any:
-    eng = create_engine(settings.database_url.get_secret_value())
-    yield eng
-    eng.dispose()
 
 
 def events_table(meta: MetaData) -> Table:
@@ -77,8 +65,7 @@ def make_events(db: Engine) -> Table:
 
 
 def write_policy(settings: Settings, rules: str) -> None:
-    head = "version: 1\ndefaults: {guard: {max_fraction: 1}}\nrules:\n"
-    settings.policy_file.write_text(head + textwrap.indent(textwrap.dedent(rules), "  "))
+    settings.policy_file.write_text(rules_policy(rules))
 
 
 def rule(extra: str, *, action: str = "delete") -> str:
@@ -112,11 +99,6 @@ def refused(settings: Settings, *expected: str) -> str:
     assert line is not None, result.output
     assert f"{settings.policy_file}:" in line
     return line
-
-
-def ids(db: Engine, table: Table) -> list[int]:
-    with db.connect() as conn:
-        return sorted(conn.execute(select(table.c.id)).scalars())
 
 
 # --- literals (item 3) ------------------------------------------------------------------

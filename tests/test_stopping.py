@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import write_policy
-from conftest import HASH_KEY, ROOT
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, Table, insert, select
+from builders import child_env, command, dated_table, started, write_policy
+from sqlalchemy import Engine, MetaData, insert, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from retention import api
@@ -34,12 +34,7 @@ from retention.errors import DatabaseBusy
 from retention.settings import Settings
 
 META = MetaData()
-TICKETS = Table(
-    "tickets",
-    META,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("closed_at", DateTime, nullable=False),
-)
+TICKETS = dated_table(META, "tickets", "closed_at")
 RECORDS = audit_tables("retention_audit")[1]
 POLICY = """\
 version: 1
@@ -130,32 +125,14 @@ def test_sigterm_during_a_rule_s_sleep_ends_the_run_within_a_second(
     """The first batch commits, the rule sleeps 20 s, SIGTERM: exit 75 at once, the
     interruption recorded, the rows of one whole batch removed."""
     build(engine, settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    env.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOG_FORMAT="json")
-    command = [
-        str(ROOT / ".venv" / "bin" / "retention"),
-        "run",
-        "--database",
-        settings.database_url.get_secret_value(),
-        "--policy",
-        str(settings.policy_file),
-        "--output",
-        "json",
-    ]
-    proc = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    run = command(settings, "run", "--output", "json")
+    with started(run, child_env(RETENTION_LOG_FORMAT="json"), tmp_path) as proc:
         wait_for(lambda: batches(engine) >= 1, seconds=30)
         time.sleep(0.3)  # well into the 20 s sleep
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         took = time.monotonic() - signalled
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 75, err
     assert took < LATE, f"SIGTERM took {took:.1f} s"
     report = json.loads(out)
@@ -171,20 +148,9 @@ def test_a_non_finite_max_runtime_never_starts_a_run(
     settings: Settings, engine: Engine, value: str
 ) -> None:
     build(engine, settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    env.update(RETENTION_HASH_KEY=HASH_KEY)
     done = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "retention"),
-            "run",
-            "--max-runtime",
-            value,
-            "--database",
-            settings.database_url.get_secret_value(),
-            "--policy",
-            str(settings.policy_file),
-        ],
-        env=env,
+        command(settings, "run", "--max-runtime", value),
+        env=child_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -315,41 +281,31 @@ def test_sigterm_during_a_wait_for_the_sqlite_write_lock_exits_75_within_a_secon
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     build(engine, settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    env.update(RETENTION_HASH_KEY=HASH_KEY, RETENTION_LOCK_TIMEOUT_MS="30000")
-    command = [
-        str(ROOT / ".venv" / "bin" / "retention"),
-        "run",
-        "--database",
-        settings.database_url.get_secret_value(),
-        "--policy",
-        str(settings.policy_file),
-    ]
-    with write_lock(engine):
-        proc = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            time.sleep(2.0)  # started, and waiting for the lock
-            assert proc.poll() is None
-            signalled = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=30)
-            took = time.monotonic() - signalled
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+    database = str(make_url(settings.database_url.get_secret_value()).database)
+    env = child_env(RETENTION_LOCK_TIMEOUT_MS="30000")
+    with write_lock(engine), started(command(settings, "run"), env, tmp_path) as proc:
+        # The signal handlers are in place before the database is opened.
+        wait_for(lambda: has_open(proc.pid, database), seconds=30)
+        time.sleep(0.5)  # waiting for the lock
+        assert proc.poll() is None
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - signalled
     assert proc.returncode == 75, err
     assert took < LATE, f"SIGTERM took {took:.1f} s"
     assert "is busy: a signal stopped the run" in err
     assert "unexpected" not in err + out
     assert remaining(engine) == 20
+
+
+def has_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` holds ``path`` open (Linux's /proc)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.path.realpath(fd) == os.path.realpath(path) for fd in fds.iterdir())
+    except OSError:
+        return False
 
 
 def remaining(engine: Engine) -> int:

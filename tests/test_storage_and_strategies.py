@@ -10,44 +10,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from builders import Invocation, invoke
-from conftest import HASH_KEY
+from builders import TS, rules_policy
+from builders import cli_on as cli
 from pydantic import SecretStr
 from sqlalchemy import (
     Column,
-    DateTime,
     Engine,
     Integer,
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
     select,
     text,
 )
-from sqlalchemy.dialects import mysql
 
 from retention import api
 from retention.settings import Settings
 
-TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 OLD = datetime(2024, 1, 1, 8, 0, 0)  # naive UTC, past every cutoff below
 RECENT = datetime(2024, 6, 14, 8, 0, 0)
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Engine]:
-    eng = create_engine(settings.database_url.get_secret_value())
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
@@ -57,15 +44,7 @@ def sqlite_only(db_url: str) -> None:
 
 
 def policy(settings: Settings, rules: str) -> None:
-    head = "version: 1\ndefaults: {guard: {max_fraction: 1}}\nrules:\n"
-    body = textwrap.indent(textwrap.dedent(rules), "  ")
-    settings.policy_file.write_text(head + body, encoding="utf-8")
-
-
-def cli(settings: Settings, *args: str) -> Invocation:
-    url = settings.database_url.get_secret_value()
-    env = {"RETENTION_HASH_KEY": HASH_KEY}
-    return invoke([*args, "--database", url, "--policy", str(settings.policy_file)], env)
+    settings.policy_file.write_text(rules_policy(rules), encoding="utf-8")
 
 
 def ddl(engine: Engine, *statements: str) -> None:

@@ -8,28 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
-import pytest
-from builders import Invocation, invoke, write_policy
-from conftest import HASH_KEY
+from builders import TS, create, guardless_policy, holds_registry, ids, write_policy
+from builders import cli_on as cli
 from sqlalchemy import (
     Column,
-    DateTime,
     Engine,
     ForeignKey,
     Integer,
     MetaData,
     String,
     Table,
-    create_engine,
-    insert,
-    select,
 )
-from sqlalchemy.dialects import mysql
 
 from retention import api
 from retention.catalog import Catalog
@@ -38,7 +29,6 @@ from retention.policy.loader import load_policy_bytes
 from retention.policy.order import rule_order
 from retention.settings import Settings
 
-TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 OLD = datetime(2024, 1, 1, 8, 0, 0)  # naive UTC, past every cutoff below
 RECENT = datetime(2024, 6, 10, 8, 0, 0)  # within every period below
@@ -50,48 +40,9 @@ holds:
 """
 
 
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Engine]:
-    eng = create_engine(settings.database_url.get_secret_value())
-    yield eng
-    eng.dispose()
-
-
 def policy(settings: Settings, rules: str, *, holds: str | None = None) -> None:
-    head = "version: 1\ndefaults: {guard: {max_fraction: 1}}\n"
-    if holds is not None:
-        head += HOLDS.format(table=holds)
-    write_policy(settings.policy_file, head + textwrap.dedent(rules))
-
-
-def create(engine: Engine, meta: MetaData, rows: dict[Table, list[dict[str, Any]]]) -> None:
-    meta.create_all(engine)
-    with engine.begin() as conn:
-        for table, values in rows.items():
-            if values:
-                conn.execute(insert(table), values)
-
-
-def ids(engine: Engine, table: Table) -> list[int]:
-    with engine.connect() as conn:
-        return sorted(conn.execute(select(table.c.id)).scalars())
-
-
-def registry(meta: MetaData, name: str, *extra: Column[Any]) -> Table:
-    return Table(
-        name,
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("subject_id", Integer, nullable=True),
-        Column("released_at", TS, nullable=True),
-        *extra,
-    )
-
-
-def cli(settings: Settings, *args: str) -> Invocation:
-    url = settings.database_url.get_secret_value()
-    env = {"RETENTION_HASH_KEY": HASH_KEY}
-    return invoke([*args, "--database", url, "--policy", str(settings.policy_file)], env)
+    head = HOLDS.format(table=holds) if holds is not None else ""
+    write_policy(settings.policy_file, guardless_policy(rules, head=head))
 
 
 # --- aliases never capture a table ----------------------------------------------------
@@ -110,7 +61,7 @@ def test_a_rule_on_a_table_named_hold_keeps_exactly_its_held_rows(
         Column("user_id", Integer, nullable=True),
         Column("created_at", TS, nullable=True),
     )
-    holds = registry(meta, "legal_holds", Column("user_id", Integer, nullable=True))
+    holds = holds_registry(meta, Column("user_id", Integer, nullable=True))
     create(
         db,
         meta,
@@ -222,7 +173,7 @@ def test_a_holds_registry_named_rel1_and_a_table_named_hold_keep_exactly_their_r
     """Registry ``rel1``, rule table ``rel2``, unless through table ``hold``: 2 (held)
     and 3 (its case is open) stay; 1 (nothing) and 4 (hold released) go."""
     meta = MetaData()
-    holds = registry(meta, "rel1")
+    holds = holds_registry(meta, name="rel1")
     cases = Table(
         "hold",
         meta,

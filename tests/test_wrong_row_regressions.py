@@ -10,32 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from builders import TS, create, guardless_policy, holds_registry
 from pydantic import SecretStr
 from sqlalchemy import (
     Column,
-    DateTime,
     Engine,
     Integer,
     MetaData,
     String,
     Table,
-    create_engine,
-    insert,
     select,
     text,
 )
-from sqlalchemy.dialects import mysql
 
 from retention import api
 from retention.errors import RetentionError
 from retention.settings import Settings
 
-TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 OLD = datetime(2024, 1, 1, 8, 0, 0)  # naive UTC, past every cutoff below
 
@@ -48,41 +43,13 @@ def defect(request: pytest.FixtureRequest, reason: str, *, on: tuple[str, ...] =
 
 
 def write_policy(settings: Settings, body: str, *, with_holds: bool = False) -> None:
-    head = "version: 1\ndefaults: {guard: {max_fraction: 1}}\n"
-    if with_holds:
-        head += HOLDS
-    settings.policy_file.write_text(head + textwrap.dedent(body), encoding="utf-8")
-
-
-def create(engine: Engine, meta: MetaData, rows: dict[Table, list[dict[str, Any]]]) -> None:
-    meta.create_all(engine)
-    with engine.begin() as conn:
-        for table, values in rows.items():
-            if values:
-                conn.execute(insert(table), values)
+    head = HOLDS if with_holds else ""
+    settings.policy_file.write_text(guardless_policy(body, head=head), encoding="utf-8")
 
 
 def left(engine: Engine, table: Table, column: str) -> list[Any]:
     with engine.connect() as conn:
         return sorted(conn.execute(select(table.c[column])).scalars(), key=lambda v: (v is None, v))
-
-
-@pytest.fixture
-def db(settings: Settings) -> Any:
-    eng = create_engine(settings.database_url.get_secret_value())
-    yield eng
-    eng.dispose()
-
-
-def holds_registry(meta: MetaData, *extra: Column[Any]) -> Table:
-    return Table(
-        "legal_holds",
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("subject_id", Integer, nullable=True),
-        Column("released_at", TS, nullable=True),
-        *extra,
-    )
 
 
 HOLDS = """\
