@@ -79,6 +79,9 @@ def recognised(strategy: Strategy, col: Any, name: str) -> ColumnElement[bool] |
         # A truncated address, and a value that is not an address, are their own
         # truncation.
         return or_(col.is_(None), _exactly(col, TruncateIp(col)))
+    if isinstance(strategy, TruncateDateStrategy):
+        # A first of the month (or year) at midnight is its own truncation; NULL stays NULL.
+        return or_(col.is_(None), _exactly(col, TruncateDate(col, strategy.truncate_date)))
     if isinstance(strategy, HashStrategy) and strategy.hash.prefix:
         # NULL stays NULL under hash, so NULL is a finished result too.
         prefix = strategy.hash.prefix

@@ -144,6 +144,65 @@ def test_a_row_with_a_null_key_that_unless_or_a_hold_keeps_is_counted_kept_not_u
     assert left(db, sessions, "code") == ["a", None, None, None]
 
 
+# --- soak 2: truncate_date without a mark -----------------------------------------------
+
+
+def test_truncate_date_is_recognised_without_a_mark(settings: Settings, db: Engine) -> None:
+    """Found as a validation refusal ("the result of truncate_date cannot be recognised")
+    of an anonymise rule setting ``{truncate_date: month}`` without ``mark``. SPEC
+    "Idempotency" recognises truncate_date's result (a value equal to its own
+    truncation), so the product was wrong: the rule validates, rows already on the first
+    of their month at midnight (and NULL) are not counted, the others are truncated, and
+    a second run changes nothing."""
+    meta = MetaData()
+    visits = Table(
+        "visits",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("seen_at", TS, nullable=False),
+        Column("joined_at", TS, nullable=True),
+    )
+    create(
+        db,
+        meta,
+        {
+            visits: [
+                {"id": 1, "seen_at": OLD, "joined_at": datetime(2023, 3, 17, 13, 5, 7, 250_000)},
+                {"id": 2, "seen_at": OLD, "joined_at": datetime(2023, 3, 1)},
+                {"id": 3, "seen_at": OLD, "joined_at": None},
+                {"id": 4, "seen_at": OLD, "joined_at": datetime(2023, 12, 31, 23, 59, 59)},
+            ]
+        },
+    )
+    write_policy(
+        settings,
+        """\
+        rules:
+          - name: visits
+            table: visits
+            clock: seen_at
+            after: P30D
+            action: anonymise
+            set: {joined_at: {truncate_date: month}}
+        """,
+    )
+
+    assert api.validate(settings).checked_against is not None
+    assert api.plan(settings, now=NOW).rules[0].counts.due == 2
+    first = api.run(settings, now=NOW).rules[0]
+    assert (first.status, first.rows) == ("done", 2), first.error
+    with db.connect() as conn:
+        found = dict(conn.execute(select(visits.c.id, visits.c.joined_at)).all())
+    assert found == {
+        1: datetime(2023, 3, 1),
+        2: datetime(2023, 3, 1),
+        3: None,
+        4: datetime(2023, 12, 1),
+    }
+    second = api.run(settings, now=NOW).rules[0]
+    assert (second.status, second.rows) == ("done", 0)
+
+
 # --- issue 9, item 8: a rule-order cycle is refused without a database too -------------
 
 CYCLE = """\

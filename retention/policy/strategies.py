@@ -115,6 +115,8 @@ def strategy_name(strategy: Strategy) -> str:
 
 def is_recognisable(strategy: Strategy) -> bool:
     """Whether a strategy's result can be told apart from data it has not touched."""
-    if strategy in (None, "redact", "truncate_ip") or isinstance(strategy, ValueStrategy):
+    if strategy in (None, "redact", "truncate_ip") or isinstance(
+        strategy, ValueStrategy | TruncateDateStrategy
+    ):
         return True
     return isinstance(strategy, HashStrategy) and bool(strategy.hash.prefix)
