@@ -9,36 +9,20 @@ the oracle now shares.
 from __future__ import annotations
 
 import json
-import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import invoke
+from builders import TS, create, guardless_policy, holds_registry, invoke
 from builders import write_policy as write_file
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    insert,
-    select,
-)
-from sqlalchemy.dialects import mysql
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, select
 
 from retention import api
 from retention.settings import Settings
 
-TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 OLD = datetime(2024, 1, 1, 8, 0, 0)  # naive UTC, past every cutoff below
-HEAD = "version: 1\ndefaults: {guard: {max_fraction: 1}}\n"
 HOLDS = """\
 holds:
   table: legal_holds
@@ -47,39 +31,13 @@ holds:
 """
 
 
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Engine]:
-    eng = create_engine(settings.database_url.get_secret_value())
-    yield eng
-    eng.dispose()
-
-
 def write_policy(settings: Settings, body: str, *, with_holds: bool = False) -> None:
-    head = HEAD + (HOLDS if with_holds else "")
-    settings.policy_file.write_text(head + textwrap.dedent(body), encoding="utf-8")
-
-
-def create(engine: Engine, meta: MetaData, rows: dict[Table, list[dict[str, Any]]]) -> None:
-    meta.create_all(engine)
-    with engine.begin() as conn:
-        for table, values in rows.items():
-            if values:
-                conn.execute(insert(table), values)
+    write_file(settings.policy_file, guardless_policy(body, head=HOLDS if with_holds else ""))
 
 
 def left(engine: Engine, table: Table, column: str) -> list[Any]:
     with engine.connect() as conn:
         return sorted(conn.execute(select(table.c[column])).scalars(), key=lambda v: (v is None, v))
-
-
-def holds_registry(meta: MetaData) -> Table:
-    return Table(
-        "legal_holds",
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("subject_id", Integer, nullable=True),
-        Column("released_at", TS, nullable=True),
-    )
 
 
 # --- soak 1: a row whose key is NULL and that `unless` keeps --------------------------
@@ -229,7 +187,7 @@ def test_validate_offline_refuses_rules_that_read_what_each_other_deletes(
     """SPEC "Rule order": a cycle is a validation error naming the rules, and it is one
     without a database: ``validate --offline`` exits 78 with one ``file:line:col`` line
     at the first rule's read, naming both rules and what each reads."""
-    path = write_file(tmp_path / "policies.yaml", HEAD + CYCLE)
+    path = write_file(tmp_path / "policies.yaml", guardless_policy(CYCLE))
 
     result = invoke(["validate", "--offline", "--policy", str(path), "--output", output])
 
@@ -251,7 +209,7 @@ def test_validate_offline_accepts_rules_whose_reads_only_go_one_way(tmp_path: Pa
     """Only a cycle is refused: ``tickets`` reading what ``feedback`` deletes merely runs
     after it, and ``validate --offline`` passes."""
     one_way = CYCLE.replace("    unless: {related: {table: tickets, on: {id: ticket_id}}}\n", "")
-    path = write_file(tmp_path / "policies.yaml", HEAD + one_way)
+    path = write_file(tmp_path / "policies.yaml", guardless_policy(one_way))
 
     result = invoke(["validate", "--offline", "--policy", str(path)])
 
