@@ -1,8 +1,8 @@
 """Throttling on clusters (issue 12, items 3 and 4; SPEC section 5), on the rigs of
-tests/rigs: a Galera node whose write-set limit is lowered takes the rule in smaller
-batches and finishes it; with replay paused on the PostgreSQL standby, a rule with
-``max_lag`` waits, never lets the standby fall more than ``max_lag`` plus one batch
-behind, and finishes once replay resumes.
+tests/rigs: a Galera node whose write-set limit is lowered, or whose rows an application
+updates on another node, takes the rule in smaller batches and finishes it; with replay
+paused on the PostgreSQL standby, a rule with ``max_lag`` waits, never lets the standby
+fall more than ``max_lag`` plus one batch behind, and finishes once replay resumes.
 
 Like tests/test_rigs.py these run only where the rigs' variables are set, and then fail
 (never skip) when a rig is unreachable. Each test works in a database of its own.
@@ -11,6 +11,7 @@ Like tests/test_rigs.py these run only where the rigs' variables are set, and th
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from builders import feedback_schema, write_policy
 from conftest import HASH_KEY
 from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from retention import api
 from retention.outcomes import Status
@@ -152,6 +154,64 @@ def test_galera_write_set_limit_shrinks_the_batches_and_the_rule_finishes(
         print(f"galera write-set limit {WS_ROWS}: batch sizes {sizes}, batches {rule.batches}")
     finally:
         engine.dispose()
+
+
+@needs_galera
+def test_galera_application_writing_on_another_node_the_rule_finishes_in_smaller_batches(
+    galera_node1: str, tmp_path: Path
+) -> None:
+    """An application updates, on node 2, the very rows the rule is about to delete on
+    node 1: certification aborts the large batches; smaller ones get through."""
+    settings = settings_for(galera_node1, tmp_path, policy(500))
+    engine = create_engine(galera_node1)
+    node2 = make_url(os.environ[GALERA].split(",")[1].strip()).set(
+        database=make_url(galera_node1).database
+    )
+    app = create_engine(node2, isolation_level="AUTOCOMMIT")
+    stop = threading.Event()
+    writes = {"done": 0, "aborted": 0}
+
+    def application(seed: int) -> None:
+        # Random due rows all over the table, as an application's own traffic would be: a
+        # large batch nearly always holds one of them, a small one seldom does.
+        pick = random.Random(seed)  # noqa: S311 - which rows to touch, not a secret
+        due = [i for i in range(1, 3001) if i % 5]
+        with app.connect() as conn:
+            while not stop.is_set():
+                try:
+                    conn.execute(
+                        text(
+                            "UPDATE feedback SET submitted_at = submitted_at "
+                            "+ INTERVAL 1 SECOND WHERE id = :i"  # a no-op would write nothing
+                        ),
+                        {"i": pick.choice(due)},
+                    )
+                    writes["done"] += 1
+                except DBAPIError:
+                    writes["aborted"] += 1  # certification went the rule's way
+
+    try:
+        kept = fill(engine, 3000)
+        writers = [threading.Thread(target=application, args=(n,)) for n in range(2)]
+        for writer in writers:
+            writer.start()
+        try:
+            while writes["done"] < 100:
+                time.sleep(0.05)
+            result = api.run(settings)
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join(30)
+        (rule,) = result.rules
+        assert rule.status == Status.DONE, rule.error
+        assert ids_in(engine) == kept == ids_in(engine, "feedback_contacts")
+        sizes = rule.batch_sizes
+        print(f"galera with an application on node 2 ({writes}): batch sizes {sizes}")
+        assert sizes is not None and sizes["resized"] >= 1 and sizes["min"] < 500
+    finally:
+        engine.dispose()
+        app.dispose()
 
 
 # --- PostgreSQL: a standby whose replay is paused ---------------------------------------

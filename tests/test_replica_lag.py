@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -229,3 +230,21 @@ def test_the_gauge_holds_the_largest_lag_a_run_saw() -> None:
     metrics = Metrics()
     metrics.observe(RunResult("run", [rule]), 1.0)
     assert metrics.registry.get_sample_value("retention_replica_lag_seconds") == 2.5
+
+
+def test_a_signal_ends_the_wait_for_replicas_within_a_tick(
+    engine: Engine, settings: Settings, scripted_lag: list[Any]
+) -> None:
+    """The wait is a pause like ``sleep``: SIGTERM (here, its flag) ends it at once, long
+    before the bound (10 x 30 s), and the rule is recorded as interrupted."""
+    script, _ = scripted_lag
+    script.append(99.0)
+    build(engine, settings, max_lag=30)
+    stop_at = time.monotonic() + 0.5
+    started = time.monotonic()
+    result = api.run(settings, stop_requested=lambda: time.monotonic() >= stop_at)
+    (rule,) = result.rules
+    assert time.monotonic() - started < 5
+    assert (rule.status, rule.stopped_by, rule.rows) == (Status.INTERRUPTED, "signal", 0)
+    assert result.interrupted and int(result.exit_code) == 75
+    assert rows_left(engine) == ROWS
