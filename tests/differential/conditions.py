@@ -1,8 +1,9 @@
 """The generated schema's shape, the exclusions of known defects, and conditions over it.
 
-Conditions use every test of SPEC section 2 that the product has today (eq ne lt le gt
-ge in not_in is_null older_than newer_than), bare values, ``related`` (nested), all/any/
-not and lists meaning any. Literals always have the column's type.
+Conditions use every test of SPEC section 2 (eq ne lt le gt ge in not_in is_null
+older_than newer_than starts_with ends_with contains), bare values, ``related`` (nested),
+all/any/not and lists meaning any. Literals always have the column's type; the text
+tests' literals hold ``%``, ``_`` and ``\\``, which LIKE would read as wildcards or escapes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,33 @@ PERIODS = (
     "45 minutes",
 )
 INTS = (None, -1, 0, 1, 2, 5, 10)
-TEXTS = (None, "", "open", "closed", "pending", "[redacted]", "anon-1", "x", "ü", "203.0.113.77")
+# Text values: statuses, the strategies' own results, IPv4 and IPv6 addresses (one already
+# a /48), and the characters LIKE treats specially. No two differ only in case or accents,
+# which MariaDB's default collation compares equal.
+TEXTS = (
+    None,
+    "",
+    "open",
+    "closed",
+    "pending",
+    "[redacted]",
+    "anon-1",
+    "x",
+    "ü",
+    "203.0.113.77",
+    "2001:db8:abcd:12::7",
+    "2001:db8:abcd::",
+    "50%",
+    "a_b",
+    "a\\b",
+    "[x]*?",
+)
+# Literals of starts_with/ends_with/contains: wildcards and escapes of LIKE and GLOB.
+PATTERNS = (
+    *("%", "_", "\\", "%_", "a_", "_b", "a\\", "\\b"),
+    *("[", "[x]", "*", "?", "]*"),
+    *("a", "b", "pen", "op", "ü", "2001:", "x"),
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,7 @@ def _column_test(draw: st.DrawFn, tab: Tab, now: datetime, ex: Exclusions) -> di
         ops = ["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "bare"]
     elif kind == "text":
         ops = ["eq", "ne", "in", "not_in", "is_null", "bare"]
+        ops += ["starts_with", "ends_with", "contains"]
     elif kind == "date":
         ops = ["is_null"]
         if ex.allows("literal:date"):
@@ -133,6 +161,8 @@ def _column_test(draw: st.DrawFn, tab: Tab, now: datetime, ex: Exclusions) -> di
         elif op in ("in", "not_in"):
             size = draw(st.integers(1, 3))
             test[op] = [_literal(draw, kind, now) for _ in range(size)]
+        elif op in ("starts_with", "ends_with", "contains"):
+            test[op] = draw(st.sampled_from(PATTERNS))
         elif op in ("older_than", "newer_than"):
             test[op] = draw(st.sampled_from(PERIODS))
             if kind.startswith("unix"):

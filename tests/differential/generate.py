@@ -1,7 +1,10 @@
-"""Hypothesis strategies for the differential tester: a schema, its rows, a policy, a clock.
+"""Hypothesis strategies for the differential tester: a schema, its rows, a policy
+(``policies.py``), a clock.
 
-Six tables play fixed roles under drawn names: the rule's ``main`` table, a ``rel`` table
-(tickets-like) that ``unless`` reads, a ``nest`` table that ``rel`` refers to (nested
+Six tables play fixed roles under drawn names: the rule's ``main`` table (with a
+date/time column for ``truncate_date`` and a ``mark`` column), a ``rel`` table
+(tickets-like, closed at a time of its own) that ``unless`` reads and a second rule may
+delete from, a ``nest`` table that ``rel`` refers to (nested
 ``related``), a ``holds`` registry, a dependent table ``dep`` reached by a cascade, and
 ``dep2`` under it. Names come partly from SQL reserved words and from the aliases a SQL
 compiler is tempted to use (``hold``, ``rel1``), so they collide with each other across
@@ -16,8 +19,9 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from differential.conditions import INTS, PERIODS, TEXTS, Case, Col, Exclusions, Tab, condition
+from differential.conditions import INTS, PERIODS, TEXTS, Case, Col, Exclusions, Tab
 from differential.oracle import cutoff_of, unix_micros
+from differential.policies import policy
 
 TABLE_NAMES = (
     "feedback",
@@ -62,10 +66,18 @@ COLUMN_NAMES = (
     "unless",
 )
 KEY_KINDS = ("int", "text", "composite", "nullable_unique")
+# Values of a date/time column that truncate_date may set: some already the first of
+# their month or year, one with microseconds.
+WHENS = (
+    None,
+    datetime(2023, 1, 1),
+    datetime(2023, 3, 1),
+    datetime(2023, 3, 17, 13, 5, 7, 250_000),
+    datetime(2024, 12, 31, 23, 59, 59),
+)
 CLOCK_KINDS = ("datetime", "tz", "date", "unix_s", "unix_ms")
 TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Shanghai")
 TEXT_KEYS = ("a", "b", "c", "aa", "ab", "b1", "10", "9", "z-1", "k_2", "ü", "")
-HASH_PREFIX = "anon-"
 # Keys of 30 ASCII bytes, of more than one SHA-256 block, and with non-ASCII characters.
 HASH_KEYS = {
     "ascii": "test-hash-key-0123456789abcdef",
@@ -141,8 +153,8 @@ def cases(draw: st.DrawFn, backend: str, ex: Exclusions) -> Case:
         seconds=draw(st.integers(0, 2 * 365 * 86_400)),
         microseconds=draw(st.sampled_from([0, 0, 500_000, 123_457])),
     )
-    period = draw(st.sampled_from(PERIODS))
-    cut = cutoff_of(now, period, tz)
+    periods = (draw(st.sampled_from(PERIODS)), draw(st.sampled_from(PERIODS)))
+    cut = cutoff_of(now, periods[0], tz)
 
     key_types = {
         "int": {"key0": "int"},
@@ -159,6 +171,8 @@ def cases(draw: st.DrawFn, backend: str, ex: Exclusions) -> Case:
         "dtext": "text",
         "link": "int",
         "subject": "int",
+        "dwhen": "datetime",
+        "marked": "datetime",
     }
     tabs = {
         "main": _table(draw, "main", tnames["main"], main_kinds, ex, primary, unique),
@@ -166,7 +180,7 @@ def cases(draw: st.DrawFn, backend: str, ex: Exclusions) -> Case:
             draw,
             "rel",
             tnames["rel"],
-            {"id": "int", "status": "text", "score": "int", "owner": "int"},
+            {"id": "int", "status": "text", "score": "int", "owner": "int", "closed": "datetime"},
             ex,
         ),
         "nest": _table(draw, "nest", tnames["nest"], {"id": "int", "kind": "text"}, ex),
@@ -193,12 +207,13 @@ def cases(draw: st.DrawFn, backend: str, ex: Exclusions) -> Case:
             draw, "dep2", tnames["dep2"], {"id": "int", "plink": "int", "note": "text"}, ex
         ),
     }
-    rows = _rows(draw, tabs, key_kind, clock_kind, cut, tz)
-    policy = _policy(draw, tabs, key_kind, clock_kind, period, tz, now, ex)
+    rel_cut = cutoff_of(now, periods[1], tz)
+    rows = _rows(draw, tabs, key_kind, clock_kind, (cut, rel_cut), tz)
+    drawn = policy(draw, tabs, key_kind, clock_kind, periods, tz, now, ex)
     hash_key = HASH_KEYS[
         draw(st.sampled_from([k for k in HASH_KEYS if ex.allows(f"hash_key:{k}")]))
     ]
-    return Case(backend, tuple(tabs.values()), rows, policy, now, hash_key)
+    return Case(backend, tuple(tabs.values()), rows, drawn, now, hash_key)
 
 
 def _rows(
@@ -206,7 +221,7 @@ def _rows(
     tabs: dict[str, Tab],
     key_kind: str,
     clock_kind: str,
-    cut: datetime,
+    cuts: tuple[datetime, datetime],
     tz: str,
 ) -> dict[str, list[dict[str, Any]]]:
     def pick(values: tuple[Any, ...]) -> Any:
@@ -228,6 +243,7 @@ def _rows(
         if key_kind == "nullable_unique":
             keys = [(None,) if draw(st.integers(0, 4)) == 0 else k for k in keys]
     n = len(keys)
+    cut = cuts[0]
     clocks = _clock_values(draw, clock_kind, cut, tz, n)
     main_rows = []
     for key, clock in zip(keys, clocks, strict=True):
@@ -238,6 +254,8 @@ def _rows(
             main["dtext"]: pick(TEXTS),
             main["link"]: pick((None, 1, 2, 3, 4, 99)),
             main["subject"]: pick((None, 1, 2, 3)),
+            main["dwhen"]: pick(WHENS),
+            main["marked"]: pick((None, None, datetime(2023, 5, 5, 5, 5, 5))),
         }
         main_rows.append(row)
 
@@ -245,6 +263,8 @@ def _rows(
         return sorted(draw(st.sets(st.integers(1, top), max_size=top)))
 
     rel, nest, holds, dep, dep2 = (tabs[r].roles for r in ("rel", "nest", "holds", "dep", "dep2"))
+    rel_ids = ids("rel", 4)
+    closed = _clock_values(draw, "datetime", cuts[1], tz, len(rel_ids))
     released = (None, None, cut.replace(tzinfo=None) - timedelta(days=1))
     width = 2 if key_kind == "composite" else 1
     dep_links: list[tuple[Any, ...]] = [*keys, (None,) * width]
@@ -260,8 +280,9 @@ def _rows(
                 rel["status"]: pick(TEXTS),
                 rel["score"]: pick(INTS),
                 rel["owner"]: pick((None, 1, 2, 3)),
+                rel["closed"]: when,
             }
-            for i in ids("rel", 4)
+            for i, when in zip(rel_ids, closed, strict=True)
         ],
         tabs["nest"].name: [
             {nest["id"]: i, nest["kind"]: pick((None, "staff", "guest"))} for i in ids("nest", 3)
@@ -293,98 +314,3 @@ def _rows(
             for i in ids("dep2", 6)
         ],
     }
-
-
-def _strategy(draw: st.DrawFn, kind: str, ex: Exclusions) -> Any:
-    if kind == "int":
-        options: list[Any] = [None, {"value": 0}]
-    else:
-        options = [
-            None,
-            "redact",
-            "truncate_ip",
-            {"value": "gone"},
-            {"hash": {"prefix": HASH_PREFIX}},
-        ]
-    options = [o for o in options if ex.allows(f"strategy:{_strategy_name(o)}")]
-    return draw(st.sampled_from(options))
-
-
-def _strategy_name(strategy: Any) -> str:
-    if strategy is None:
-        return "null"
-    return strategy if isinstance(strategy, str) else next(iter(strategy))
-
-
-def _set(draw: st.DrawFn, tab: Tab, columns: dict[str, str], ex: Exclusions) -> dict[str, Any]:
-    chosen = draw(st.lists(st.sampled_from(list(columns)), min_size=1, max_size=2, unique=True))
-    return {tab.roles[r]: _strategy(draw, columns[r], ex) for r in chosen}
-
-
-def _policy(
-    draw: st.DrawFn,
-    tabs: dict[str, Tab],
-    key_kind: str,
-    clock_kind: str,
-    period: str,
-    tz: str,
-    now: datetime,
-    ex: Exclusions,
-) -> dict[str, Any]:
-    main = tabs["main"]
-    keys = [main.roles[r] for r in ("key0", "key1") if r in main.roles]
-    rule: dict[str, Any] = {"name": "r1", "table": main.name}
-    if key_kind == "nullable_unique" or draw(st.booleans()):
-        rule["key"] = keys
-    rule["clock"] = main.roles["clock"]
-    if clock_kind in ("unix_s", "unix_ms"):
-        rule["clock_unit"] = "seconds" if clock_kind == "unix_s" else "milliseconds"
-    rule["after"] = period
-    cond = condition(tabs, "main", now, ex)
-    if draw(st.integers(0, 2)) == 0:
-        rule["where"] = draw(cond)
-    if draw(st.integers(0, 2)) > 0:
-        rule["unless"] = draw(cond)
-    policy: dict[str, Any] = {
-        "version": 1,
-        "defaults": {"timezone": tz, "guard": {"max_fraction": 1}},
-    }
-    if draw(st.booleans()):
-        holds = tabs["holds"]
-        active: Any = {holds.roles["released"]: {"is_null": True}}
-        if draw(st.booleans()):
-            active = draw(condition(tabs, "holds", now, ex, depth=1))
-        policy["holds"] = {
-            "table": holds.name,
-            "subject_column": holds.roles["subject"],
-            "active": active,
-        }
-        rule["hold_subject"] = main.roles["subject"]
-    rule["action"] = draw(st.sampled_from(["delete", "anonymise"]))
-    if rule["action"] == "anonymise":
-        rule["set"] = _set(draw, main, {"dint": "int", "dtext": "text"}, ex)
-    rule["batch_size"] = draw(st.integers(1, 4))
-    actions = [a for a in ("delete", "anonymise", "detach") if ex.allows(f"cascade:{a}")]
-    if draw(st.booleans()) and actions:
-        dep, dep2 = tabs["dep"], tabs["dep2"]
-        cascade: dict[str, Any] = {
-            "table": dep.name,
-            "on": {dep.roles[f"link{i}"]: k for i, k in enumerate(keys)},
-            "action": draw(st.sampled_from(actions)),
-        }
-        if cascade["action"] == "anonymise":
-            cascade["set"] = _set(draw, dep, {"dnote": "text", "dnum": "int"}, ex)
-        if ex.allows("cascade:where") and draw(st.integers(0, 2)) == 0:
-            cascade["where"] = draw(condition(tabs, "dep", now, ex, depth=1))
-        if cascade["action"] == "delete" and draw(st.booleans()):
-            nested: dict[str, Any] = {
-                "table": dep2.name,
-                "on": {dep2.roles["plink"]: dep.roles["id"]},
-                "action": draw(st.sampled_from(actions)),
-            }
-            if nested["action"] == "anonymise":
-                nested["set"] = _set(draw, dep2, {"note": "text"}, ex)
-            cascade["cascade"] = [nested]
-        rule["cascade"] = [cascade]
-    policy["rules"] = [rule]
-    return policy

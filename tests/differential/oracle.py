@@ -1,10 +1,12 @@
 """The reference evaluator: SPEC section 2 in plain Python, over rows held as dicts.
 
 It shares no code with the product: it never imports the planner, the condition
-compiler, the period parser, the anonymisers or the executor. Given the tables (column
-kinds and rows), a one-rule policy as a dict and ``now``, it says which rows are due, kept
-by ``unless``, kept by holds, which dependents each cascade reaches, and every table as
-it must read after the run.
+compiler, the rule order, the period parser, the anonymisers or the executor. Given the
+tables (column kinds and rows), a policy as a dict and ``now``, it says in which order
+the rules run, what ``plan`` counts for each (every rule over the tables as they are
+before any runs: due, kept by ``unless``, kept by holds, unaddressable, dependents per
+cascade table), what each rule does when ``run`` reaches it (after the rules before it),
+and every table as it must read after the run. The strategies are in ``anonymise.py``.
 
 The column kinds: ``int``, ``text``, ``datetime`` (naive UTC), ``tz`` (aware), ``date``,
 ``unix_s`` and ``unix_ms`` (integer Unix time).
@@ -13,9 +15,6 @@ The column kinds: ``int``, ``text``, ``datetime`` (naive UTC), ``tz`` (aware), `
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +22,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
+
+from differential.anonymise import anonymised, recognised
+from differential.order import run_order
 
 Rows = list[dict[str, Any]]
 RESERVED = ("related", "all", "any", "not")
@@ -159,6 +161,13 @@ def _column(test: Any, table: str, column: str, value: Any, world: World) -> boo
             ok = found if op == "in" else value is None or not found
         elif op == "ne":
             ok = value is None or value != world.literal(table, column, arg)
+        elif op in ("starts_with", "ends_with", "contains"):
+            # Literal text, case-sensitive: no character of ``arg`` is a wildcard.
+            ok = value is not None and {
+                "starts_with": value.startswith,
+                "ends_with": value.endswith,
+                "contains": value.__contains__,
+            }[op](arg)
         else:
             ok = value is not None and _compare(op, value, world.literal(table, column, arg))
         if not ok:
@@ -178,60 +187,13 @@ def _compare(op: str, value: Any, arg: Any) -> bool:
     )
 
 
-# --- strategies ------------------------------------------------------------------------
-
-
-def anonymised(strategy: Any, value: Any, hash_key: bytes) -> Any:
-    """The value a ``set`` strategy leaves in place of ``value``."""
-    if strategy is None:
-        return None
-    if strategy == "redact":
-        return "[redacted]"
-    if strategy == "truncate_ip":
-        return truncate_ip(value)
-    if "value" in strategy:
-        return strategy["value"]
-    if "hash" in strategy:
-        if value is None:
-            return None
-        digest = hmac.new(hash_key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()
-        return f"{strategy['hash'].get('prefix', '')}{digest}"
-    raise AssertionError(f"strategy not modelled: {strategy!r}")
-
-
-def recognised(strategy: Any, value: Any) -> bool:
-    """Whether ``value`` already reads as the strategy's result (SPEC, idempotency)."""
-    if strategy is None:
-        return value is None
-    if strategy == "redact":
-        return bool(value == "[redacted]")
-    if strategy == "truncate_ip":
-        return bool(value == truncate_ip(value))
-    if "value" in strategy:
-        return bool(value == strategy["value"])
-    if "hash" in strategy:
-        # NULL stays NULL under hash, so a NULL is as finished as it will ever be.
-        return value is None or str(value).startswith(strategy["hash"]["prefix"])
-    raise AssertionError(f"strategy not modelled: {strategy!r}")
-
-
-def truncate_ip(value: Any) -> Any:
-    """IPv4 to its /24, IPv6 to its /48; anything that is not an address stays as it is."""
-    if value is None:
-        return None
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return value
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
-
-
-# --- the rule --------------------------------------------------------------------------
+# --- the rules ---------------------------------------------------------------------------
 
 
 @dataclass
 class Expected:
+    """One rule over one state of the tables: its counts, and the tables it leaves."""
+
     due: int = 0
     kept_unless: int = 0
     kept_holds: int = 0
@@ -240,23 +202,55 @@ class Expected:
     tables: dict[str, Rows] = field(default_factory=dict)
 
 
+@dataclass
+class Outcome:
+    """The whole policy: ``plan`` counts every rule over the tables before any runs;
+    ``run`` takes the rules in ``order``, each over what the rules before it left."""
+
+    order: list[str]
+    plan: dict[str, Expected]
+    run: dict[str, Expected]
+    tables: dict[str, Rows]
+
+
 def expect(
     kinds: dict[str, dict[str, str]],
     rows: dict[str, Rows],
     policy: dict[str, Any],
     now: datetime,
     hash_key: bytes,
-    primary_key: list[str],
-) -> Expected:
-    """The counts ``plan`` must report and every table as ``run`` must leave it.
+    primary_keys: dict[str, list[str]],
+) -> Outcome:
+    """What ``plan`` must report and ``run`` must do. ``primary_keys`` holds each table's
+    primary key: a rule's key when it names none."""
+    rules = policy["rules"]
+    order = run_order(policy)
+    plan = {
+        r["name"]: expect_rule(kinds, rows, policy, r, now, hash_key, primary_keys) for r in rules
+    }
+    run: dict[str, Expected] = {}
+    state = rows
+    for i in order:
+        done = expect_rule(kinds, state, policy, rules[i], now, hash_key, primary_keys)
+        run[rules[i]["name"]] = done
+        state = done.tables
+    return Outcome([rules[i]["name"] for i in order], plan, run, state)
 
-    ``primary_key`` is the rule table's primary key, the key when the rule names none.
-    """
-    (rule,) = policy["rules"]
+
+def expect_rule(
+    kinds: dict[str, dict[str, str]],
+    rows: dict[str, Rows],
+    policy: dict[str, Any],
+    rule: dict[str, Any],
+    now: datetime,
+    hash_key: bytes,
+    primary_keys: dict[str, list[str]],
+) -> Expected:
+    """The counts of ``rule`` over ``rows``, and every table as it leaves them."""
     tz = policy.get("defaults", {}).get("timezone", "UTC")
     world = World(kinds, rows, now, tz)
     table = rule["table"]
-    keys = rule.get("key") or primary_key
+    keys = rule.get("key") or primary_keys[table]
     cut = cutoff_of(now, rule["after"], tz)
     clock_kind = kinds[table][rule["clock"]]
     out = Expected(tables=copy.deepcopy(rows))
@@ -266,9 +260,7 @@ def expect(
             continue
         if "where" in rule and not holds(rule["where"], table, row, world):
             continue
-        if rule["action"] == "anonymise" and all(
-            recognised(s, row[c]) for c, s in rule["set"].items()
-        ):
+        if rule["action"] == "anonymise" and _done(rule, row):
             continue  # already anonymised: no longer a candidate, so not counted as kept
         if "unless" in rule and holds(rule["unless"], table, row, world):
             out.kept_unless += 1
@@ -288,13 +280,24 @@ def expect(
             a for a, r in zip(after, rows[table], strict=True) if id(r) not in picked
         ]
     else:
+        # The mark is set to the run's clock, as the column holds it (naive UTC).
+        mark = {rule["mark"]: now.astimezone(UTC).replace(tzinfo=None)} if "mark" in rule else {}
         for a, r in zip(after, rows[table], strict=True):
             if id(r) in picked:
                 a.update({c: anonymised(s, r[c], hash_key) for c, s in rule["set"].items()})
+                a.update(mark)
     for cascade in rule.get("cascade", []):
         _cascade(cascade, chosen, world, out, hash_key)
     out.dependents = {t: n for t, n in out.dependents.items() if n}
     return out
+
+
+def _done(rule: dict[str, Any], row: dict[str, Any]) -> bool:
+    """SPEC "Idempotency": with ``mark``, a row whose mark is set; without, a row whose
+    every ``set`` column already holds a recognisable result."""
+    if "mark" in rule:
+        return row[rule["mark"]] is not None
+    return all(recognised(s, row[c]) for c, s in rule["set"].items())
 
 
 def _held(subject: Any, policy: dict[str, Any], world: World) -> bool:
