@@ -40,6 +40,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -47,6 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from retention import api
 from retention.audit.records import audit_tables
 from retention.db import make_engine
+from retention.leases import Leases, rule_lease
 from retention.runner import RunResult
 from retention.settings import Settings
 
@@ -250,6 +252,43 @@ def test_three_runs_started_at_once_on_three_galera_nodes_never_share_a_rule(
     finally:
         node1.dispose()
         node3.dispose()
+
+
+@needs_galera
+def test_a_run_whose_lease_another_node_took_over_commits_no_further_batch(
+    galera_urls: list[str], tmp_path: Path
+) -> None:
+    """After the first batch on node 1, its lease expires and a run on node 2 takes it:
+    node 1's next batch rolls back (its lease check fails, or certification aborts it
+    and the retry's check fails), whatever node 1's own session believes."""
+    policy_file = write_policy(tmp_path / "policies.yaml", policy(batch_size=5))
+    node1, node2 = (settings_for(url, policy_file) for url in galera_urls[:2])
+    engine1 = make_engine(node1, hash_key=HASH_KEY.encode())
+    engine2 = make_engine(node2, hash_key=HASH_KEY.encode())
+    META.create_all(engine1)
+    seed(engine1, 0, 20, ("alpha",))
+    thief = Leases(engine2, "retention_audit", "33333333-3333-4333-8333-333333333333")
+
+    def take_over(rule: str, done: int, due: int) -> None:
+        if rule == "alpha" and done == 5:
+            past = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
+            with engine2.begin() as conn:
+                conn.execute(update(thief.table).values(expires_at=past))
+            thief.take(rule_lease("alpha"))
+
+    try:
+        code, result = run_or_code(node1, rules=["alpha"], on_batch=take_over)
+        records = chain(engine2)
+        left = remaining(engine2, "alpha")
+    finally:
+        engine1.dispose()
+        engine2.dispose()
+    assert code == 1 and result is not None
+    assert [(r.status, r.rows) for r in result.rules] == [("failed", 5)]
+    (failed,) = [r for r in records if r["event"] == "rule_failed"]
+    assert "taken over by run 3333" in json.loads(failed["details"])["reason"]
+    assert sum(r["event"] == "batch" for r in records) == 1
+    assert left == 15
 
 
 @needs_galera
