@@ -47,7 +47,12 @@ DEMO_TABLES: tuple[str, ...] = (
     "marketing_consents",
     "legal_holds",
 )
-AUDIT_TABLES: tuple[str, ...] = ("retention_audit", "retention_audit_head", "retention_audit_keys")
+AUDIT_TABLES: tuple[str, ...] = (
+    "retention_audit",
+    "retention_audit_head",
+    "retention_audit_keys",
+    "retention_audit_leases",
+)
 MARK_TABLE = "retention_demo_tables"
 CHUNK = 1000
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
 )
 
+from retention.audit.writer import ensure_audit_tables
 from retention.cli import cli
 from retention.demo import DEMO_TABLES, MARK_TABLE, DemoSummary, create_demo, demo_metadata
 from retention.errors import DemoRefused
@@ -107,6 +108,15 @@ def test_refuses_a_database_holding_other_tables(engine: Engine) -> None:
     assert inspect(engine).get_table_names() == ["orders"]
     with engine.connect() as conn:
         assert conn.execute(select(orders.c.item)).scalars().all() == ["kettle"]
+
+
+def test_a_demo_database_a_run_used_is_recreated_without_force(engine: Engine) -> None:
+    """The audit tables a run creates (with the lease table) are the tool's, not 'other'."""
+    create_demo(engine, now=NOW)
+    ensure_audit_tables(engine, "retention_audit")
+    again = create_demo(engine, now=NOW)
+    assert again.replaced == DEMO_TABLES
+    assert "retention_audit_leases" in inspect(engine).get_table_names()
 
 
 def test_force_creates_the_demo_beside_other_tables(engine: Engine) -> None:

@@ -338,7 +338,7 @@ def audit() -> None:
 def audit_init(settings: Settings) -> None:
     """Create the audit tables and append-only guards (then runs need no DDL right)."""
     table = api.audit_init(settings)
-    click.echo(f"audit tables ready: {table}, {table}_head, {table}_keys")
+    click.echo(f"audit tables ready: {table}, {table}_head, {table}_keys, {table}_leases")
 
 
 @audit.command("verify")
