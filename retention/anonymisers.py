@@ -18,7 +18,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    literal,
+    null,
     or_,
     type_coerce,
 )
@@ -48,7 +48,9 @@ def expression(strategy: Strategy, col: Any, name: str) -> ColumnElement[Any]:
     ``name`` makes the bound parameters' names unique and readable in ``--show-sql``.
     """
     if strategy is None:
-        return literal(None, type_=col.type)
+        # NULL as SQL text: a bound NULL would be named after the column in SET, which
+        # clashes with a parameter of the same name (a column called ``keys``).
+        return null()
     if strategy == "redact":
         return bindparam(f"{name}_redacted", REDACTED, type_=col.type)
     if isinstance(strategy, ValueStrategy):

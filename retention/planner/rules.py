@@ -26,6 +26,7 @@ from sqlalchemy import (
     false,
     func,
     not_,
+    null,
     or_,
     select,
     tuple_,
@@ -340,7 +341,9 @@ class RulePlanner:
         if cascade.action == "delete":
             apply: Executable = delete(child).where(linked)
         elif cascade.action == "detach":
-            apply = update(child).where(linked).values({c: None for c in mapping})
+            # NULL as SQL text, never bound under the link's name (a link called
+            # ``parent_values`` would clash with the parent values' parameter).
+            apply = update(child).where(linked).values({c: null() for c in mapping})
         else:
             assert cascade.set is not None
             apply = (

@@ -8,4 +8,4 @@ SELECT accounts.id FROM accounts WHERE accounts.closed_at < ? AND accounts.anony
 -- select and lock the next batch
 SELECT accounts.id FROM accounts WHERE accounts.closed_at < ? AND accounts.anonymised_at IS NULL AND accounts.id > ? ORDER BY accounts.id LIMIT ? OFFSET ?;
 -- anonymise the batch's rows in accounts
-UPDATE accounts SET username=(? || substr(retention_hmac(accounts.username), ?, ?)), email=?, phone=retention_mask(accounts.phone, ?, ?), note=?, status=?, last_ip=retention_truncate_ip(accounts.last_ip), birth_date=retention_truncate_date(accounts.birth_date, ?), anonymised_at=? WHERE accounts.id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);
+UPDATE accounts SET username=(? || substr(retention_hmac(accounts.username), ?, ?)), email=NULL, phone=retention_mask(accounts.phone, ?, ?), note=?, status=?, last_ip=retention_truncate_ip(accounts.last_ip), birth_date=retention_truncate_date(accounts.birth_date, ?), anonymised_at=? WHERE accounts.id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);

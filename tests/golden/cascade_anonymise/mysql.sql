@@ -16,4 +16,4 @@ SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accou
 -- anonymise dependents in access_log
 UPDATE access_log SET ip_address=CASE WHEN (CONVERT(access_log.ip_address USING utf8mb4) REGEXP %(param_1)s) THEN concat(substring_index(CONVERT(access_log.ip_address USING utf8mb4), %(substring_index_1)s, %(substring_index_2)s), %(concat_1)s) WHEN (CONVERT(access_log.ip_address USING utf8mb4) REGEXP %(param_2)s AND inet6_aton(CONVERT(access_log.ip_address USING utf8mb4)) IS NOT NULL) THEN inet6_ntoa(concat(substring(inet6_aton(CONVERT(access_log.ip_address USING utf8mb4)), %(substring_1)s, %(substring_2)s), unhex(%(unhex_1)s))) ELSE CONVERT(access_log.ip_address USING utf8mb4) END, user_agent=%(access_log_set_user_agent_redacted)s WHERE access_log.account_id IN (<the integers of :parent_values, inline>);
 -- anonymise the batch's rows in accounts
-UPDATE accounts SET email=%(email)s, anonymised_at=%(mark_time)s WHERE accounts.id IN (<the integers of :keys, inline>);
+UPDATE accounts SET email=NULL, anonymised_at=%(mark_time)s WHERE accounts.id IN (<the integers of :keys, inline>);

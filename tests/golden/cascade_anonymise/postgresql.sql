@@ -12,4 +12,4 @@ SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAM
 -- anonymise dependents in access_log
 UPDATE access_log SET ip_address=CASE WHEN (access_log.ip_address ~ %(ip_address_1)s::VARCHAR) THEN host(network(set_masklen(CAST(access_log.ip_address AS INET), %(set_masklen_1)s::INTEGER))) WHEN (access_log.ip_address ~ %(ip_address_2)s::VARCHAR) THEN host(network(set_masklen(CAST(access_log.ip_address AS INET), %(set_masklen_2)s::INTEGER))) ELSE access_log.ip_address END, user_agent=%(access_log_set_user_agent_redacted)s::VARCHAR WHERE access_log.account_id = ANY (%(parent_values)s::INTEGER[]);
 -- anonymise the batch's rows in accounts
-UPDATE accounts SET email=%(email)s::VARCHAR, anonymised_at=%(mark_time)s::TIMESTAMP WITHOUT TIME ZONE WHERE accounts.id = ANY (%(keys)s::INTEGER[]);
+UPDATE accounts SET email=NULL, anonymised_at=%(mark_time)s::TIMESTAMP WITHOUT TIME ZONE WHERE accounts.id = ANY (%(keys)s::INTEGER[]);

@@ -12,4 +12,4 @@ SELECT accounts.id FROM accounts WHERE accounts.closed_at < ? AND accounts.anony
 -- anonymise dependents in access_log
 UPDATE access_log SET ip_address=retention_truncate_ip(access_log.ip_address), user_agent=? WHERE access_log.account_id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);
 -- anonymise the batch's rows in accounts
-UPDATE accounts SET email=?, anonymised_at=? WHERE accounts.id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);
+UPDATE accounts SET email=NULL, anonymised_at=? WHERE accounts.id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);

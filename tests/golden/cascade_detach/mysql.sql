@@ -16,7 +16,7 @@ SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accou
 -- select and lock the next batch
 SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s AND accounts.id > %(last_0)s ORDER BY accounts.id LIMIT %(batch_limit)s FOR UPDATE;
 -- detach dependents in tickets
-UPDATE tickets SET account_id=%(account_id)s WHERE tickets.account_id IN (<the integers of :parent_values, inline>);
+UPDATE tickets SET account_id=NULL WHERE tickets.account_id IN (<the integers of :parent_values, inline>);
 -- delete dependents in access_log
 DELETE FROM access_log WHERE access_log.account_id IN (<the integers of :parent_values, inline>);
 -- delete the batch's rows in accounts

@@ -12,7 +12,7 @@ SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAM
 -- select and lock the next batch
 SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- detach dependents in tickets
-UPDATE tickets SET account_id=%(account_id)s::INTEGER WHERE tickets.account_id = ANY (%(parent_values)s::INTEGER[]);
+UPDATE tickets SET account_id=NULL WHERE tickets.account_id = ANY (%(parent_values)s::INTEGER[]);
 -- delete dependents in access_log
 DELETE FROM access_log WHERE access_log.account_id = ANY (%(parent_values)s::INTEGER[]);
 -- delete the batch's rows in accounts

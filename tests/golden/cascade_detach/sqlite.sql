@@ -12,7 +12,7 @@ SELECT accounts.id FROM accounts WHERE accounts.closed_at < ? ORDER BY accounts.
 -- select and lock the next batch
 SELECT accounts.id FROM accounts WHERE accounts.closed_at < ? AND accounts.id > ? ORDER BY accounts.id LIMIT ? OFFSET ?;
 -- detach dependents in tickets
-UPDATE tickets SET account_id=? WHERE tickets.account_id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);
+UPDATE tickets SET account_id=NULL WHERE tickets.account_id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);
 -- delete dependents in access_log
 DELETE FROM access_log WHERE access_log.account_id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);
 -- delete the batch's rows in accounts

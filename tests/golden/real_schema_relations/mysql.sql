@@ -24,7 +24,7 @@ DELETE FROM entries WHERE entries.thread_id IN (<the integers of :parent_values,
 -- delete dependents in threads
 DELETE FROM threads WHERE threads.object_id IN (<the integers of :parent_values, inline>) AND threads.object_type = %(object_type_1)s;
 -- detach dependents in form_entries
-UPDATE form_entries SET object_id=%(object_id)s WHERE form_entries.object_id IN (<the integers of :parent_values, inline>) AND form_entries.object_type = %(object_type_1)s;
+UPDATE form_entries SET object_id=NULL WHERE form_entries.object_id IN (<the integers of :parent_values, inline>) AND form_entries.object_type = %(object_type_1)s;
 -- delete the batch's rows in tickets
 DELETE FROM tickets WHERE tickets.id IN (<the integers of :keys, inline>);
 

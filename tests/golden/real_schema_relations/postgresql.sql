@@ -20,7 +20,7 @@ DELETE FROM entries WHERE entries.thread_id = ANY (%(parent_values)s::INTEGER[])
 -- delete dependents in threads
 DELETE FROM threads WHERE threads.object_id = ANY (%(parent_values)s::INTEGER[]) AND threads.object_type = %(object_type_1)s::VARCHAR;
 -- detach dependents in form_entries
-UPDATE form_entries SET object_id=%(object_id)s::INTEGER WHERE form_entries.object_id = ANY (%(parent_values)s::INTEGER[]) AND form_entries.object_type = %(object_type_1)s::VARCHAR;
+UPDATE form_entries SET object_id=NULL WHERE form_entries.object_id = ANY (%(parent_values)s::INTEGER[]) AND form_entries.object_type = %(object_type_1)s::VARCHAR;
 -- delete the batch's rows in tickets
 DELETE FROM tickets WHERE tickets.id = ANY (%(keys)s::INTEGER[]);
 

@@ -20,7 +20,7 @@ DELETE FROM entries WHERE entries.thread_id IN (SELECT anon_1.value FROM json_ea
 -- delete dependents in threads
 DELETE FROM threads WHERE threads.object_id IN (SELECT anon_1.value FROM json_each(?) AS anon_1) AND threads.object_type = ?;
 -- detach dependents in form_entries
-UPDATE form_entries SET object_id=? WHERE form_entries.object_id IN (SELECT anon_1.value FROM json_each(?) AS anon_1) AND form_entries.object_type = ?;
+UPDATE form_entries SET object_id=NULL WHERE form_entries.object_id IN (SELECT anon_1.value FROM json_each(?) AS anon_1) AND form_entries.object_type = ?;
 -- delete the batch's rows in tickets
 DELETE FROM tickets WHERE tickets.id IN (SELECT anon_1.value FROM json_each(?) AS anon_1);
 
