@@ -268,7 +268,9 @@ def run(
     heads, replicas = None, None
     try:
         with reachable(engine), lock_waits(engine, control.why_stopped):
-            loaded, compiled = _compile(settings, writer, rules, now, loaded)
+            # Reading the schema waits for no write lock (SQLite's file lock).
+            reader = writer.execution_options(retention_readonly=True)
+            loaded, compiled = _compile(settings, reader, rules, now, loaded)
             compiled = replace(compiled, now_pinned=pinned)
             _check_names(loaded.policy, override_guard, "--override-guard")
             # Every check that can refuse the run comes before its first write.

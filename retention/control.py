@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
-from retention.backends import describe_error
+from retention.backends import Backend, describe_error
 from retention.logs import get_logger
 
 if TYPE_CHECKING:
@@ -52,6 +52,12 @@ class Control:
 
     def stopping(self) -> bool:
         return self.stop_requested() or self.time_is_up()
+
+    def ended_a_wait(self, backend: Backend, exc: BaseException) -> bool:
+        """Whether ``exc`` is a wait for a lock another connection holds that a stop
+        request or the deadline ended: while that lock is held (SQLite's file lock) no
+        record can be written either, so the run ends without them."""
+        return isinstance(exc, DBAPIError) and self.stopping() and backend.is_retryable(exc)
 
     def why_stopped(self) -> str | None:
         """What ended the run, in words, or None while it may go on."""

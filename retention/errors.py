@@ -10,7 +10,7 @@ maps these classes to exit codes (SPEC section 4)::
     ├── UsageError                   2  an unknown ``--rule`` name and the like
     ├── DatabaseUnavailable         75  the database cannot be reached; retry later
     │   ├── DatabaseReadOnly            it takes no writes now (a hot standby, read_only)
-    │   └── DatabaseBusy                a stopped run never got the database's write lock
+    │   └── DatabaseBusy                a lock another connection held stopped the run
     ├── RuleFailed                   1  a rule failed at run time (carries rule and table)
     ├── LockNotAcquired                 another run holds the rule (a skip, not a failure)
     ├── LeaseLost                    1  the run lost a rule's lease mid-rule (the rule fails)
@@ -100,8 +100,8 @@ class DatabaseReadOnly(DatabaseUnavailable):
 
 
 class DatabaseBusy(DatabaseUnavailable):
-    """A run told to stop (a signal, ``--max-runtime``) while it waited for the
-    database's write lock, before it could record its start (exit 75, nothing written)."""
+    """A lock another connection held (SQLite's file lock) outlasted
+    ``RETENTION_LOCK_TIMEOUT_MS`` while the run wrote its own records (exit 75)."""
 
     state = "busy"
 

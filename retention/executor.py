@@ -169,6 +169,9 @@ class Executor:
             return self.skipped(plan, taken)
         except Exception as exc:  # the one boundary of a rule (see the docstring)
             result.seconds = self.control.monotonic() - started
+            if self.control.ended_a_wait(self.backend, exc) and self._stopped(result):
+                log.warning("rule stopped; its end is not recorded: a lock is held", rule=plan.name)
+                return result
             return self.failed(plan, exc, result)
         return result
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from retention.audit.records import key_fingerprint
 from retention.audit.writer import AuditWriter
+from retention.backends import backend_for
 from retention.control import Control
 from retention.errors import LockNotAcquired
 from retention.executor import Executor, RuleResult
@@ -68,12 +69,30 @@ def run_plan(
 ) -> RunResult:
     """Run ``plan``; ``slot`` names the scheduled time of a ``serve`` job, so replicas
     run each scheduled run of a rule once."""
-    audit.ensure_tables(engine)
-    terms = lease_terms or LeaseTerms()
-    leases = Leases(engine, audit.table_name, audit.run_id, terms, stopping=control.stopping)
-    with leases.heartbeat(), leases.holding(run_lease(audit.run_id), forget=True):
-        record_dead_runs(engine, audit, leases)
-        return _run(engine, plan, audit, hash_key, control, override_guard, leases, slot)
+    try:
+        audit.ensure_tables(engine)
+        terms = lease_terms or LeaseTerms()
+        leases = Leases(engine, audit.table_name, audit.run_id, terms, stopping=control.stopping)
+        with leases.heartbeat(), leases.holding(run_lease(audit.run_id), forget=True):
+            record_dead_runs(engine, audit, leases)
+            return _run(engine, plan, audit, hash_key, control, override_guard, leases, slot)
+    except DBAPIError as exc:
+        if not control.ended_a_wait(backend_for(engine), exc):
+            raise
+        return _stopped_before_start(plan, audit.run_id, control)
+
+
+def _stopped_before_start(plan: Plan, run_id: str, control: Control) -> RunResult:
+    """A stop (a signal, the deadline) while the run waited to record its start (SQLite:
+    another connection held the file's write lock): nothing was written, and the rules
+    end as a stop during their first batch would end them (75 on a signal, 0 otherwise)."""
+    signal = control.stop_requested()
+    status, why = (Status.INTERRUPTED, "signal") if signal else (Status.PARTIAL, "max_runtime")
+    rules = [RuleResult.of(rule, status) for rule in plan.rules]
+    for rule in rules:
+        rule.stopped_by = why
+    log.warning("the run stopped before it could record its start: a lock is held", run_id=run_id)
+    return RunResult(run_id, rules=rules, interrupted=signal)
 
 
 def record_dead_runs(engine: Engine, audit: AuditWriter, leases: Leases) -> list[str]:
@@ -168,8 +187,10 @@ def _run(
         result.head = audit.append_committed(
             engine, event, ended_by=(Event.RUN_FINISHED, Event.RUN_INTERRUPTED), details=summary
         )
-    except DBAPIError:
+    except DBAPIError as exc:
         log.error("could not record the end of the run", run_id=audit.run_id)
-        raise
+        if not control.ended_a_wait(backend_for(engine), exc):
+            raise
+        return result  # a later run records this one as interrupted (record_dead_runs)
     log.info(event.replace("_", " "), run_id=audit.run_id, head=result.head, **summary)
     return result

@@ -85,7 +85,7 @@ class AuditWriter:
 
     def ensure_tables(self, engine: Engine) -> None:
         """Create the audit tables if absent; safe when several runs start at once."""
-        ensure_audit_tables(engine, self.table_name)
+        ensure_audit_tables(engine, self.table_name, stopping=self.stopping)
 
     def append_committed(
         self,
@@ -186,7 +186,9 @@ class AuditWriter:
         return str(record["hash"])
 
 
-def ensure_audit_tables(engine: Engine, table_name: str) -> None:
+def ensure_audit_tables(
+    engine: Engine, table_name: str, *, stopping: Callable[[], bool] = lambda: False
+) -> None:
     """Create (or complete) the audit and lease tables and the append-only guards.
 
     Takes a lock around the creation, so several runs starting at once on an empty
@@ -194,7 +196,7 @@ def ensure_audit_tables(engine: Engine, table_name: str) -> None:
     replicates in total order, so there a second node's CREATE can find the table made
     meanwhile: the creation is looked at again and completed. When the tables exist,
     nothing is created, so a role without DDL rights can run (``retention audit init``
-    creates them up front).
+    creates them up front). Once ``stopping()`` (a run told to stop), nothing is retried.
     """
     backend = backend_for(engine)
     for attempt in range(ATTEMPTS):
@@ -203,7 +205,8 @@ def ensure_audit_tables(engine: Engine, table_name: str) -> None:
             return
         except DBAPIError as exc:
             raced = isinstance(exc, IntegrityError) or backend.is_already_exists(exc)
-            if attempt == ATTEMPTS - 1 or not (raced or backend.is_retryable(exc)):
+            last = attempt == ATTEMPTS - 1 or stopping()
+            if last or not (raced or backend.is_retryable(exc)):
                 raise
             log.info("audit tables created meanwhile; looking again", error=describe_error(exc))
             time.sleep(0.1 * (attempt + 1))
