@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import Case, ColumnElement
 
+from retention.audit.erasures import erasure_requests
 from retention.audit.evidence import OldestKept
 from retention.audit.export import Format, write_export
 from retention.audit.query import (
@@ -158,7 +159,11 @@ def certificate(
             heads_file=heads_file,
             oldest_kept=oldest,
         )
-    return Certificate(report_data(report), report.verification.error)
+        data = report_data(report)
+        data["erasure_requests"] = erasure_requests(
+            conn, loaded, report.verification.ok, since, until
+        )
+    return Certificate(data, report.verification.error)
 
 
 def oldest_kept(

@@ -257,6 +257,55 @@ def helpdesk_schema(meta: MetaData | None = None, *, notes: str | None = None) -
     return meta
 
 
+# --- data subjects (issue 14: erasure requests, reapplying removals) ------------------
+
+
+def subjects_schema(meta: MetaData | None = None) -> MetaData:
+    """Users' data named by a text reference ``user_ref``: ``feedback`` (id, submitted_at,
+    user_ref, ticket_id, email) with ``feedback_contacts`` (id, feedback_id by a foreign
+    key, phone), ``tickets`` (id, status), ``access_log`` (id, logged_at, user_ref, ip) and
+    ``legal_holds`` (id, subject_ref, released_at). Nothing is created."""
+    meta = meta if meta is not None else MetaData()
+    Table(
+        "tickets",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("status", String(20), nullable=False),
+    )
+    Table(
+        "feedback",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("submitted_at", DateTime, nullable=False),
+        Column("user_ref", String(40), nullable=False),
+        Column("ticket_id", Integer),
+        Column("email", String(100)),
+    )
+    Table(
+        "feedback_contacts",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("feedback_id", Integer, ForeignKey("feedback.id"), nullable=False),
+        Column("phone", String(40)),
+    )
+    Table(
+        "access_log",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("logged_at", DateTime, nullable=False),
+        Column("user_ref", String(40), nullable=False),
+        Column("ip", String(45)),
+    )
+    Table(
+        "legal_holds",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("subject_ref", String(40), nullable=False),
+        Column("released_at", DateTime),
+    )
+    return meta
+
+
 # --- leases ----------------------------------------------------------------------------
 
 

@@ -180,12 +180,12 @@ class Report:
         run = self.runs.setdefault(run_id, RunTally(run_id))
         event = record["event"]
         details = record["details"] or {}
-        if event == Event.RUN_STARTED:
+        if event in (Event.RUN_STARTED, Event.ERASURE_STARTED):
             run.started = at
             run.overridden_guards = list(details.get("overridden_guards") or [])
-        elif event in (Event.RUN_FINISHED, Event.RUN_INTERRUPTED):
+        elif event in (Event.RUN_FINISHED, Event.RUN_INTERRUPTED, Event.ERASURE_FINISHED):
             run.ended = at
-            run.outcome = "finished" if event == Event.RUN_FINISHED else "interrupted"
+            run.outcome = "interrupted" if event == Event.RUN_INTERRUPTED else "finished"
         if record["rule"] is not None:
             self._add_rule_record(record, run)
 

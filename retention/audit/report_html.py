@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from retention.audit.erasures import erasures_html
 from retention.audit.report import VERBS
 
 _CSS = """
@@ -412,6 +413,7 @@ def render_html(data: dict[str, Any]) -> str:
             [4],
             [0],
         ),
+        erasures_html(data.get("erasure_requests")),
         "<h2>Policy files in force</h2>",
         _table(
             ["SHA-256 of the policy file", "First seen", "Last seen", "Runs"], policies, [3], [0]

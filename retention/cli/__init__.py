@@ -24,6 +24,7 @@ from retention.audit.records import key_fingerprint
 from retention.cli.audit import register as _register_audit_commands
 from retention.cli.common import common_options
 from retention.cli.coverage import register as _register_coverage
+from retention.cli.erase import register as _register_erase
 from retention.errors import (
     AuditTampered,
     ConfigError,
@@ -398,3 +399,4 @@ def main() -> None:
 
 _register_audit_commands(audit)
 _register_coverage(cli)
+_register_erase(cli, audit)

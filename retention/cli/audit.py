@@ -24,6 +24,7 @@ from retention.audit.query import When, parse_when
 from retention.audit.records import iso
 from retention.audit.report_html import render_html
 from retention.cli.common import common_options
+from retention.cli.erase import show_subject
 from retention.errors import UsageError
 from retention.settings import Settings
 
@@ -256,15 +257,15 @@ def audit_report(
 
 
 @click.command("find")
-@click.option("--table", required=True, metavar="T", help="The table, as the policy names it.")
+@click.option("--table", default=None, metavar="T", help="The table, as the policy names it.")
 @click.option(
     "--key",
     "keys",
     multiple=True,
-    required=True,
     metavar="K",
     help="The row's key; repeat for each column of a composite key.",
 )
+@click.option("--subject", default=None, metavar="ID", help="A data subject's erasure requests.")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -272,13 +273,20 @@ def audit_report(
 @common_options
 def audit_find(
     settings: Settings,
-    table: str,
+    table: str | None,
     keys: tuple[str, ...],
+    subject: str | None,
     fmt: str,
     since: When | None,
     until: When | None,
 ) -> None:
-    """Which record removed one key: the answer to "prove you deleted my data"."""
+    """Which record removed one key (--table, --key), or a subject's erasure requests
+    (--subject): the answer to "prove you deleted my data"."""
+    if subject is not None and table is None and not keys:
+        show_subject(settings, subject, fmt, since, until)
+        return
+    if subject is not None or table is None or not keys:
+        raise UsageError("audit find: give --table T with --key K, or --subject ID")
     proof = api.find_keys(settings, table=table, keys=keys, since=since, until=until)
     if fmt == "json":
         click.echo(json.dumps(find_data(proof, table), indent=2, ensure_ascii=False))

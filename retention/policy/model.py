@@ -140,6 +140,16 @@ Sleep = Annotated[float, Field(ge=0, le=3600, strict=False), BeforeValidator(hug
 MaxLag = Annotated[float, Field(gt=0, le=86400, strict=False), BeforeValidator(huge_as_infinite)]
 
 
+class EraseSettings(Frozen):
+    """How ``retention erase`` applies a rule to one data subject's rows."""
+
+    ignore_unless: StrictBool = Field(
+        False,
+        description="Erase the subject's rows even where the rule's unless would keep them "
+        "(default false: unless keeps them, as in a run)",
+    )
+
+
 class Rule(Frozen):
     """One retention promise: which rows, how old, and what happens to them."""
 
@@ -193,6 +203,11 @@ class Rule(Frozen):
     )
     schedule: Cron | None = Field(
         None, description="5-field cron for serve (default: defaults.schedule)"
+    )
+    erase: EraseSettings = Field(
+        EraseSettings(),
+        description="How retention erase applies this rule to a data subject's rows "
+        "(it needs hold_subject): {ignore_unless: false}",
     )
     enabled: StrictBool = Field(
         True, description="false parks the rule: it is not run, and validate checks it offline only"
