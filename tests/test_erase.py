@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import cli_on, helpdesk_schema, subjects_schema, write_policy
+from builders import cli_on, helpdesk_schema, lease_held, subjects_schema, write_policy
 from sqlalchemy import Engine, MetaData, func, insert, select, text
 
 from retention.settings import Settings
@@ -347,3 +347,19 @@ def test_a_subject_reached_through_a_relation_is_erased_with_cascades(
     assert erase(settings, "--subject", "7")[1]["requests"][0]["rows"] == 0
     # An id that the subject column cannot hold reaches no row, and is no error.
     assert erase(settings, "--subject", "not-a-number")[0] == 0
+
+
+def test_a_rule_another_run_holds_is_skipped_and_the_request_is_retried_later(
+    settings: Settings, engine: Engine, subjects: MetaData
+) -> None:
+    """Erase takes each rule's lease as a run does: a rule leased elsewhere is recorded as
+    skipped, its rows stay, and the request ends incomplete with exit 75."""
+    with lease_held(engine, rule="feedback-after-3-months"):
+        result = cli_on(settings, "erase", "--subject", ALICE, "--output", "json")
+    assert result.exit_code == 75
+    request = json.loads(result.stdout)["requests"][0]
+    assert request["outcome"] == "incomplete"
+    assert ids(engine, subjects, "feedback") == [1, 2, 3, 4, 5]
+    assert ips(engine, subjects)[20] is None  # the other rule ran
+    assert "rule_skipped" in [r["event"] for r in records(engine)]
+    assert erase(settings, "--subject", ALICE)[1]["requests"][0]["rows"] == 2
