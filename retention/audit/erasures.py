@@ -46,10 +46,11 @@ class ErasureSeen:
     rules: dict[str, str] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
     records: list[int] = field(default_factory=list)
+    rows: int = 0  # of the rules' own tables; their cascades' are dependent rows
 
     @property
-    def rows(self) -> int:
-        return sum(self.tables.values())
+    def dependent_rows(self) -> int:
+        return sum(self.tables.values()) - self.rows
 
     def add(self, record: dict[str, Any]) -> None:
         event, details = record["event"], record["details"] or {}
@@ -61,8 +62,9 @@ class ErasureSeen:
             self.outcome = str(details.get("outcome", "done"))
             self.records.append(int(record["seq"]))
         elif event == Event.BATCH:
-            table = str(record["table_name"])
-            self.tables[table] = self.tables.get(table, 0) + int(record["row_count"] or 0)
+            table, rows = str(record["table_name"]), int(record["row_count"] or 0)
+            self.tables[table] = self.tables.get(table, 0) + rows
+            self.rows += rows
             for name, count in (record["dependents"] or {}).items():
                 self.tables[name] = self.tables.get(name, 0) + int(count)
         elif event == Event.RULE_FINISHED:
@@ -80,6 +82,7 @@ class ErasureSeen:
             "rules": dict(self.rules),
             "tables": [{"table": t, "rows": n} for t, n in self.tables.items()],
             "rows": self.rows,
+            "dependent_rows": self.dependent_rows,
             "records": list(self.records),
         }
 
@@ -153,9 +156,10 @@ def erasures_html(requests: list[dict[str, Any]] | None) -> str:
     rows = []
     for q in requests:
         tables = ", ".join(f"{t['table']}: {t['rows']}" for t in q["tables"]) or "none"
-        cells = [q["request_id"], q["started_at"], q["outcome"], tables, q["rows"]]
+        total = q["rows"] + q["dependent_rows"]
+        cells = [q["request_id"], q["started_at"], q["outcome"], tables, total]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    names = ["Request", "Started (UTC)", "Outcome", "Rows per table", "Rows"]
+    names = ["Request", "Started (UTC)", "Outcome", "Rows per table", "Rows in all"]
     thead = "".join(f"<th>{n}</th>" for n in names)
     note = (
         '<p class="muted">One request per data subject. The log holds a keyed digest of '

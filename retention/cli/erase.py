@@ -23,6 +23,7 @@ from retention.cli.common import common_options
 from retention.erase import ErasureResult
 from retention.errors import UsageError
 from retention.logs import get_logger
+from retention.outcomes import ExitCode
 from retention.reapply import ReapplyResult
 from retention.settings import Settings
 
@@ -41,7 +42,15 @@ def _signals() -> Iterator[Callable[[], bool]]:
             signal.signal(sig, handler)
 
 
-def _exit(code: int, why: str) -> None:
+_WHY = {
+    ExitCode.FAILED: "a rule failed (see the output and the log)",
+    ExitCode.GUARD: "a subject is under an active legal hold: nothing of theirs was erased",
+    ExitCode.TEMPFAIL: "a rule was held by another run or a signal stopped it: run it again",
+}
+
+
+def _exit(code: int) -> None:
+    why = _WHY.get(ExitCode(code), "")
     if code:
         get_logger().error("command failed", exit_code=int(code), error=why, error_type="Erase")
         raise click.exceptions.Exit(int(code))
@@ -87,7 +96,11 @@ def erase_text(result: ErasureResult) -> str:
             lines.append(f"subject {q.subject}: under an active legal hold: nothing erased")
             continue
         request = f" (request {q.request_id})" if q.request_id else ""
-        lines.append(f"subject {q.subject}: {q.outcome}, {verb} {q.rows} rows{request}")
+        dependent = sum(n for r in q.rules for n in r.dependents.values())
+        lines.append(
+            f"subject {q.subject}: {q.outcome}, {verb} {q.rows} rows and {dependent} "
+            f"dependent rows{request}"
+        )
         for r in q.rules:
             kept = f", {r.kept_unless} kept by unless" if r.kept_unless else ""
             lines.append(f"  {r.rule:<30} {r.table:<24} {r.rows:>7} rows  {r.status}{kept}")
@@ -154,7 +167,8 @@ def show_subject(
     for q in proof.requests:
         click.echo(
             f"erasure request {q.request_id} at {q.data()['started_at']}: {q.outcome}, "
-            f"{q.rows} rows (records {', '.join(str(s) for s in q.records)})"
+            f"{q.rows} rows and {q.dependent_rows} dependent rows "
+            f"(records {', '.join(str(s) for s in q.records)})"
         )
         for rule, status in q.rules.items():
             click.echo(f"  rule {rule}: {status}")
@@ -198,7 +212,7 @@ def register(cli: click.Group, audit: click.Group) -> None:
             click.echo(json.dumps(erase_data(result), indent=2))
         else:
             click.echo(erase_text(result))
-        _exit(result.exit_code, "an erasure request did not finish (see the output)")
+        _exit(result.exit_code)
 
     @audit.command("reapply")
     @click.option("--table", default=None, metavar="T", help="Only the rules of this table.")
@@ -218,4 +232,4 @@ def register(cli: click.Group, audit: click.Group) -> None:
             click.echo(json.dumps(reapply_data(result), indent=2))
         else:
             click.echo(reapply_text(result))
-        _exit(result.exit_code, "a rule did not finish reapplying (see the output)")
+        _exit(result.exit_code)
