@@ -365,3 +365,11 @@ def test_a_rule_another_run_holds_is_skipped_and_the_request_is_retried_later(
     assert ips(engine, subjects)[20] is None  # the other rule ran
     assert "rule_skipped" in [r["event"] for r in records(engine)]
     assert erase(settings, "--subject", ALICE)[1]["requests"][0]["rows"] == 2
+
+
+def test_audit_find_takes_a_subject_or_a_key_not_both(
+    settings: Settings, subjects: MetaData
+) -> None:
+    both = cli_on(settings, "audit", "find", "--subject", ALICE, "--table", "feedback")
+    assert both.exit_code == 2 and "give --table T with --key K, or --subject ID" in both.stderr
+    assert cli_on(settings, "audit", "find").exit_code == 2
