@@ -126,6 +126,8 @@ class Reapplier:
         metadata = MetaData()
         self.keys = audit_keys_table(metadata, policy.audit.table)
         _, self.records, _ = audit_tables(policy.audit.table)
+        #: batch records already read: seq -> (rule, table)
+        self._batches: dict[int, tuple[str, str]] = {}
 
     def page_plan(self, rule: Rule, keys: Sequence[tuple[Any, ...]]) -> RulePlan:
         planner = KeysPlanner(self.loaded.policy, self.catalog, self.now, self.backend, keys)
@@ -151,7 +153,7 @@ class Reapplier:
                 if not keys:
                     return
                 digests = {removed_key_digest(self.hash_key, table.fullname, k): k for k in keys}
-                found = set(conn.execute(self._lookup(rule.name, table, list(digests))).scalars())
+                found = self._lookup(conn, rule.name, table, list(digests))
             last = keys[-1]
             matched = [k for d, k in digests.items() if d in found]
             if matched:
@@ -159,14 +161,25 @@ class Reapplier:
             if len(keys) < PAGE:
                 return
 
-    def _lookup(self, rule: str, table: Table, digests: list[str]) -> Any:
+    def _lookup(self, conn: Connection, rule: str, table: Table, digests: list[str]) -> set[str]:
+        """Which of ``digests`` the log holds for ``rule`` on ``table``: the side table by
+        its index, then the rule of each batch record found (kept, by ``seq``: a log holds
+        few batch records for many keys). Two plain lookups: MariaDB joined the two
+        tables for every page at a fraction of the speed."""
         k, r = self.keys, self.records
-        return (
-            select(k.c.key_digest)
-            .select_from(k.join(r, r.c.seq == k.c.seq))
-            .where(k.c.key_digest.in_(digests), r.c.rule == rule, r.c.table_name == table.fullname)
-            .distinct()
-        )
+        pairs = conn.execute(
+            select(k.c.key_digest, k.c.seq).where(k.c.key_digest.in_(digests))
+        ).all()
+        if len(self._batches) > 100_000:
+            self._batches.clear()  # memory stays bounded on a log of very many batches
+        unknown = sorted({int(seq) for _, seq in pairs} - self._batches.keys())
+        for start in range(0, len(unknown), PAGE):
+            chunk = unknown[start : start + PAGE]
+            query = select(r.c.seq, r.c.rule, r.c.table_name).where(r.c.seq.in_(chunk))
+            for seq, name, where in conn.execute(query):
+                self._batches[int(seq)] = (name, where)
+        wanted = (rule, table.fullname)
+        return {d for d, seq in pairs if self._batches.get(int(seq)) == wanted}
 
     def dry_run(self, conn: Connection) -> ReapplyResult:
         """Counts only, in ``conn`` (read-only): writes nothing."""
