@@ -373,3 +373,16 @@ def test_audit_find_takes_a_subject_or_a_key_not_both(
     both = cli_on(settings, "audit", "find", "--subject", ALICE, "--table", "feedback")
     assert both.exit_code == 2 and "give --table T with --key K, or --subject ID" in both.stderr
     assert cli_on(settings, "audit", "find").exit_code == 2
+
+
+def test_a_guard_does_not_stop_a_request(
+    settings: Settings, engine: Engine, subjects: MetaData
+) -> None:
+    """Alice owns 3 of the 5 feedback rows: past the default max_fraction of 0.5, which
+    would stop a run; a request names the rows it wants."""
+    strict = policy(ignore_unless=True)
+    del strict["defaults"]
+    write_policy(settings.policy_file, strict)
+    code, out = erase(settings, "--subject", ALICE)
+    assert code == 0 and out["requests"][0]["rules"][0]["rows"] == 3
+    assert ids(engine, subjects, "feedback") == [4, 5]
