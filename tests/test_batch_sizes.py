@@ -6,7 +6,9 @@ business (backends/*.py), checked here with the errors the drivers raise.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from collections.abc import Callable
 
 import psycopg.errors
 import pymysql.err
@@ -153,8 +155,14 @@ def test_each_backend_says_which_driver_errors_are_conflicts(
     assert backend.conflict(_error(orig)) is expected  # type: ignore[attr-defined]
 
 
+def _clock() -> Callable[[], float]:
+    """A clock that moves a second at each reading: pauses end at once."""
+    ticks = itertools.count()
+    return lambda: float(next(ticks))
+
+
 def _control(max_retries: int = 5) -> Control:
-    return Control(max_retries=max_retries, sleep=lambda _s: None)
+    return Control(max_retries=max_retries, sleep=lambda _s: None, monotonic=_clock())
 
 
 def test_a_write_set_refusal_is_retried_smaller_until_the_batch_fits() -> None:
@@ -204,3 +212,17 @@ def test_an_error_that_is_no_conflict_is_never_retried() -> None:
     with pytest.raises(DBAPIError):
         retrying(attempt, BatchSizer(100), 1, SQLiteBackend(), _control())
     assert tried == [100]
+
+
+def test_persisting_conflicts_are_tried_at_most_twice_max_retries_plus_one_times() -> None:
+    """The retry that halves the batch is free, the others count: 11 attempts by default,
+    from 5000 rows down to 156."""
+    sizer, tried = BatchSizer(5000), []
+
+    def attempt(size: int) -> str:
+        tried.append(size)
+        raise _error(sqlite3.OperationalError("database is locked"))
+
+    with pytest.raises(DBAPIError):
+        retrying(attempt, sizer, 1, SQLiteBackend(), _control(max_retries=5))
+    assert tried == [5000, 5000, 2500, 2500, 1250, 1250, 625, 625, 312, 312, 156]
