@@ -56,8 +56,8 @@ from retention.settings import Settings
 # ground again.
 KNOWN_DEFECTS: dict[str, tuple[str, frozenset[str] | None, Exclusions]] = {}
 # SPEC section 2 features the product does not have today, so the generator does not use
-# them: a cascade's own `where`.
-NOT_IN_PRODUCT = Exclusions(features=frozenset({"cascade:where"}))
+# them (none left: a cascade's own `where` has landed).
+NOT_IN_PRODUCT = Exclusions()
 
 CI_EXAMPLES = int(os.environ.get("RETENTION_DIFFERENTIAL_EXAMPLES", "30"))
 SOAK_SECONDS = float(os.environ.get("RETENTION_SOAK_SECONDS", "200"))
