@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import URL, ColumnElement, Connection, Engine, bindparam, tuple_
+from sqlalchemy import URL, ColumnElement, Connection, Engine, bindparam, text, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Table
 
@@ -29,6 +29,9 @@ class DefaultBackend:
     is_server: ClassVar[bool] = True
     enforces_column_types: ClassVar[bool] = True
     driver_hint: ClassVar[str] = ""
+    #: the statements that make one BEFORE {event} trigger {name} on {table} refuse its
+    #: event with APPEND_ONLY's {message}; one trigger each for UPDATE and DELETE
+    append_only_trigger: ClassVar[tuple[str, ...]] = ()
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1:
@@ -95,6 +98,19 @@ class DefaultBackend:
 
     def is_configuration_error(self, exc: DBAPIError) -> bool:
         return False
+
+    def install_append_only(self, conn: Connection, table: str) -> None:
+        q = self.quote(conn, table)
+        for event in ("UPDATE", "DELETE"):
+            name = self.quote(conn, f"{table}_no_{event.lower()}")
+            for statement in self.append_only_trigger:
+                sql = statement.format(name=name, event=event, table=q, message=APPEND_ONLY)
+                conn.execute(text(sql))
+
+    def remove_append_only(self, conn: Connection, table: str) -> None:
+        for event in ("update", "delete"):
+            name = self.quote(conn, f"{table}_no_{event}")
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
 
     @staticmethod
     def quote(conn: Connection, name: str) -> str:

@@ -37,7 +37,7 @@ from sqlalchemy.types import Date, DateTime
 
 from retention.backends import errors, strategies
 from retention.backends.addresses import IPV4, IPV6
-from retention.backends.defaults import APPEND_ONLY, DefaultBackend
+from retention.backends.defaults import DefaultBackend
 from retention.backends.errors import Conflict
 from retention.backends.lag import Lag
 from retention.backends.registry import register
@@ -89,6 +89,11 @@ class MySQLBackend(DefaultBackend):
     dialect = "mysql"
     aliases = ("mariadb",)
     driver_hint = "install retention[mysql] (PyMySQL) and use mysql+pymysql://"
+    append_only_trigger = (
+        "DROP TRIGGER IF EXISTS {name}",
+        "CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'",
+    )
 
     def refuses_writes(self, conn: Connection) -> str | None:
         read_only, innodb_read_only, session = conn.execute(text(READ_ONLY_QUERY)).one()
@@ -170,23 +175,6 @@ class MySQLBackend(DefaultBackend):
         finally:
             conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": key})
             conn.commit()
-
-    def install_append_only(self, conn: Connection, table: str) -> None:
-        q = self.quote(conn, table)
-        for event_name in ("UPDATE", "DELETE"):
-            name = self.quote(conn, f"{table}_no_{event_name.lower()}")
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER {name} BEFORE {event_name} ON {q} FOR EACH ROW "
-                    f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{APPEND_ONLY}'"
-                )
-            )
-
-    def remove_append_only(self, conn: Connection, table: str) -> None:
-        for event_name in ("update", "delete"):
-            name = self.quote(conn, f"{table}_no_{event_name}")
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return errors.error_number(exc.orig) in RETRYABLE

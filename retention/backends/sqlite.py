@@ -30,14 +30,13 @@ from sqlalchemy import (
     event,
     func,
     select,
-    text,
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import Table
 
 from retention.backends import errors, sqlite_catalog, strategies
-from retention.backends.defaults import APPEND_ONLY, DefaultBackend
+from retention.backends.defaults import DefaultBackend
 from retention.backends.registry import register
 from retention.backends.sqlite_catalog import OddValues
 from retention.backends.sqlite_functions import register_functions
@@ -55,6 +54,10 @@ class SQLiteBackend(DefaultBackend):
     locks_rows = False
     is_server = False
     enforces_column_types = False
+    append_only_trigger = (
+        "CREATE TRIGGER IF NOT EXISTS {name} BEFORE {event} ON {table} "
+        "BEGIN SELECT RAISE(ABORT, '{message}'); END",
+    )
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         if len(cols) == 1 and isinstance(cols[0].type, Integer | String):
@@ -136,22 +139,6 @@ class SQLiteBackend(DefaultBackend):
         return {}  # the registered retention_hmac function holds the key
 
     # ddl_lock: the default; the write transaction (BEGIN IMMEDIATE) is exclusive.
-
-    def install_append_only(self, conn: Connection, table: str) -> None:
-        q = self.quote(conn, table)
-        for event_name in ("UPDATE", "DELETE"):
-            name = self.quote(conn, f"{table}_no_{event_name.lower()}")
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {event_name} ON {q} "
-                    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"
-                )
-            )
-
-    def remove_append_only(self, conn: Connection, table: str) -> None:
-        for event_name in ("update", "delete"):
-            name = self.quote(conn, f"{table}_no_{event_name}")
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
 
     def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
         sqlite_catalog.supplement(conn, tables)
