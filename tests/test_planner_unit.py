@@ -281,7 +281,7 @@ def test_dependents_are_handled_by_the_parent_values_of_the_batch(policy: Policy
         f"WHERE feedback_contacts.feedback_id = ANY (%({PARENT_VALUES})s::INTEGER[])"
     )
     assert render(detach.statement, DIALECTS["postgresql"]) == (
-        "UPDATE contact_notes SET contact_id=%(contact_id)s::INTEGER "
+        "UPDATE contact_notes SET contact_id=NULL "
         f"WHERE contact_notes.contact_id = ANY (%({PARENT_VALUES})s::INTEGER[])"
     )
 

@@ -884,6 +884,9 @@ def test_a_scheduled_job_hands_its_run_id_to_the_run_so_logs_and_audit_records_s
     worker.run = fake_run  # type: ignore[assignment]
     worker.loaded = None  # type: ignore[assignment]
     worker.stop = threading.Event()
+    from retention.metrics import Metrics
+
+    worker.metrics = Metrics()
     worker.run_rule("own-schedule", "4f1d-run")
     assert seen["run_id"] == "4f1d-run"
     assert seen["rules"] == ["own-schedule"]
