@@ -18,6 +18,8 @@ from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from retention import demo_pools as pools
+
 DEFAULT_SEED = 20261125
 
 Row = dict[str, Any]
@@ -68,7 +70,7 @@ def _accounts(rng: random.Random, now: datetime) -> list[Row]:
                 "id": str(account_id),
                 "username": username,
                 "phone": _mobile(rng) if rng.random() < 0.8 else None,
-                "email": f"{username}@{rng.choice(_DOMAINS)}" if rng.random() < 0.85 else None,
+                "email": f"{username}@{rng.choice(pools.DOMAINS)}" if rng.random() < 0.85 else None,
                 "qq_number": _qq(rng) if rng.random() < 0.4 else None,
                 "wechat_id": _wechat(rng, username) if rng.random() < 0.5 else None,
                 "created_at": created_at,
@@ -196,7 +198,7 @@ def _holds(
     for n, subject in enumerate(subjects):
         placed_at = _between(rng, first_old[subject] + _DAY, now - 14 * _DAY)
         released_at = None if n < active else _between(rng, placed_at + 7 * _DAY, now - _DAY)
-        reason = rng.choice(_HOLD_REASONS).format(
+        reason = rng.choice(pools.HOLD_REASONS).format(
             year=placed_at.year, n=rng.randint(1, 9999), days=rng.randint(30, 180)
         )
         drafts.append(
@@ -239,8 +241,8 @@ def _visit(rng: random.Random, at: datetime, account_id: str | None, *, ipv4: bo
         ip = f"2001:db8:{groups}::{rng.randrange(1, 0x10000):x}"
     else:
         ip = f"{rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{rng.randint(1, 254)}"
-    path = rng.choice(_PATHS).format(n=rng.randint(1, _TICKETS))
-    agent = rng.choice(_USER_AGENTS) if rng.random() < 0.99 else None
+    path = rng.choice(pools.PATHS).format(n=rng.randint(1, _TICKETS))
+    agent = rng.choice(pools.USER_AGENTS) if rng.random() < 0.99 else None
     return {
         "account_id": account_id,
         "ip_address": ip,
@@ -294,164 +296,9 @@ def _consents(
 
 # --- values ---------------------------------------------------------------------------
 
-_DOMAINS = ("example.com", "example.net", "example.org", "mail.example.com")
-_SURNAMES = (
-    "wang",
-    "li",
-    "zhang",
-    "liu",
-    "chen",
-    "yang",
-    "huang",
-    "zhao",
-    "wu",
-    "zhou",
-    "xu",
-    "sun",
-    "ma",
-    "zhu",
-    "hu",
-    "guo",
-    "he",
-    "lin",
-    "luo",
-    "gao",
-)
-_GIVEN = (
-    "wei",
-    "fang",
-    "na",
-    "min",
-    "jing",
-    "li",
-    "qiang",
-    "lei",
-    "jun",
-    "yang",
-    "yong",
-    "yan",
-    "jie",
-    "tao",
-    "ming",
-    "chao",
-    "xiu",
-    "xia",
-    "ping",
-    "hui",
-    "yu",
-    "hao",
-    "xin",
-)
-_MOBILE_PREFIXES = (
-    "130",
-    "131",
-    "132",
-    "135",
-    "136",
-    "137",
-    "138",
-    "139",
-    "150",
-    "151",
-    "152",
-    "155",
-    "157",
-    "158",
-    "159",
-    "166",
-    "177",
-    "180",
-    "181",
-    "186",
-    "187",
-    "188",
-    "189",
-    "198",
-    "199",
-)
-_PRODUCTS = (
-    "X12 phone",
-    "X12 Pro phone",
-    "Note 9 phone",
-    "Band 8 fitness tracker",
-    "Pad 6 tablet",
-    "Buds 5 earphones",
-    "AX3000 router",
-    "S10 robot vacuum",
-    "smart kettle",
-    "55-inch TV",
-    "electric scooter",
-    "air purifier 4",
-)
-_ISSUES = (
-    "the battery drains overnight since the last update",
-    "the screen flickers at low brightness",
-    "it will not pair over Bluetooth",
-    "it stopped charging after two weeks",
-    "the app keeps logging me out",
-    "the parcel arrived with a cracked box",
-    "my refund has not arrived yet",
-    "Wi-Fi drops every few minutes",
-    "the firmware update fails at 87%",
-    "the speaker crackles at high volume",
-    "it gets hot while charging",
-)
-_FOLLOW_UPS = (
-    "",
-    " Order number {n}.",
-    " Please call me back.",
-    " I tried a factory reset, no change.",
-    " This is the second time I write.",
-    " Photos attached.",
-)
-_CHINESE = (
-    "手机充电很慢。换了充电器也一样。",
-    "耳机左边没有声音。",
-    "路由器每天晚上断网。重启后恢复。",
-    "退款申请提交一周了还没有到账。",
-    "扫地机器人找不到充电座。",
-    "电视开机后黑屏。只有声音。",
-)
-_PATHS = (
-    "/",
-    "/login",
-    "/logout",
-    "/account/profile",
-    "/account/security",
-    "/support/tickets",
-    "/support/tickets/{n}",
-    "/feedback/new",
-    "/api/v1/devices",
-    "/api/v1/orders/{n}",
-    "/store/product/{n}",
-    "/privacy",
-)
-_USER_AGENTS = (
-    "Mozilla/5.0 (Linux; Android 14; 23127PN0CC) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0.6099.144 Mobile Safari/537.36",
-    "Mozilla/5.0 (Linux; Android 13; 22081212C Build/TKQ1.220829.002; wv) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 MicroMessenger/8.0.43",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/121.0.0.0 Safari/537.36 Edg/121.0.0.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/17.1 Safari/605.1.15",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:122.0) Gecko/20100101 Firefox/122.0",
-    "SupportApp/5.12.3 (Android 14; phone)",
-    "SupportApp/5.11.0 (iOS 17.1; iPhone)",
-)
-_HOLD_REASONS = (
-    "Consumer complaint under arbitration, case {year}-SH-{n:04d}",
-    "Court order: product liability claim no. {n}",
-    "Inquiry by the market regulation bureau, ref. {year}/{n}",
-    "Warranty dispute escalated to legal, review within {days} days",
-    "Disputed data access request, ref. DSR-{year}-{n:04d}",
-)
-
 
 def _username(rng: random.Random, taken: set[str]) -> str:
-    surname, given = rng.choice(_SURNAMES), rng.choice(_GIVEN)
+    surname, given = rng.choice(pools.SURNAMES), rng.choice(pools.GIVEN)
     pattern = rng.randrange(4)
     if pattern == 0:
         name = f"{surname}{given}{rng.randint(1, 999)}"
@@ -468,7 +315,7 @@ def _username(rng: random.Random, taken: set[str]) -> str:
 
 
 def _mobile(rng: random.Random) -> str:
-    prefix = rng.choice(_MOBILE_PREFIXES)
+    prefix = rng.choice(pools.MOBILE_PREFIXES)
     return f"+86 {prefix} {rng.randint(0, 9999):04d} {rng.randint(0, 9999):04d}"
 
 
@@ -489,12 +336,12 @@ def _contact(rng: random.Random, kind: str) -> str:
     if kind == "qq":
         return _qq(rng)
     name = _username(rng, set())
-    return _wechat(rng, name) if kind == "wechat" else f"{name}@{rng.choice(_DOMAINS)}"
+    return _wechat(rng, name) if kind == "wechat" else f"{name}@{rng.choice(pools.DOMAINS)}"
 
 
 def _body(rng: random.Random) -> str:
     if rng.random() < 0.15:
-        return rng.choice(_CHINESE)
-    issue = rng.choice(_ISSUES)
-    follow_up = rng.choice(_FOLLOW_UPS).format(n=rng.randint(10**15, 10**16 - 1))
-    return f"My {rng.choice(_PRODUCTS)}: {issue}.{follow_up}"
+        return rng.choice(pools.CHINESE)
+    issue = rng.choice(pools.ISSUES)
+    follow_up = rng.choice(pools.FOLLOW_UPS).format(n=rng.randint(10**15, 10**16 - 1))
+    return f"My {rng.choice(pools.PRODUCTS)}: {issue}.{follow_up}"

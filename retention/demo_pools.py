@@ -1,0 +1,158 @@
+"""The demo's name and text pools: the words the demo data is made of (no real person)."""
+
+from __future__ import annotations
+
+DOMAINS = ("example.com", "example.net", "example.org", "mail.example.com")
+SURNAMES = (
+    "wang",
+    "li",
+    "zhang",
+    "liu",
+    "chen",
+    "yang",
+    "huang",
+    "zhao",
+    "wu",
+    "zhou",
+    "xu",
+    "sun",
+    "ma",
+    "zhu",
+    "hu",
+    "guo",
+    "he",
+    "lin",
+    "luo",
+    "gao",
+)
+GIVEN = (
+    "wei",
+    "fang",
+    "na",
+    "min",
+    "jing",
+    "li",
+    "qiang",
+    "lei",
+    "jun",
+    "yang",
+    "yong",
+    "yan",
+    "jie",
+    "tao",
+    "ming",
+    "chao",
+    "xiu",
+    "xia",
+    "ping",
+    "hui",
+    "yu",
+    "hao",
+    "xin",
+)
+MOBILE_PREFIXES = (
+    "130",
+    "131",
+    "132",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "155",
+    "157",
+    "158",
+    "159",
+    "166",
+    "177",
+    "180",
+    "181",
+    "186",
+    "187",
+    "188",
+    "189",
+    "198",
+    "199",
+)
+PRODUCTS = (
+    "X12 phone",
+    "X12 Pro phone",
+    "Note 9 phone",
+    "Band 8 fitness tracker",
+    "Pad 6 tablet",
+    "Buds 5 earphones",
+    "AX3000 router",
+    "S10 robot vacuum",
+    "smart kettle",
+    "55-inch TV",
+    "electric scooter",
+    "air purifier 4",
+)
+ISSUES = (
+    "the battery drains overnight since the last update",
+    "the screen flickers at low brightness",
+    "it will not pair over Bluetooth",
+    "it stopped charging after two weeks",
+    "the app keeps logging me out",
+    "the parcel arrived with a cracked box",
+    "my refund has not arrived yet",
+    "Wi-Fi drops every few minutes",
+    "the firmware update fails at 87%",
+    "the speaker crackles at high volume",
+    "it gets hot while charging",
+)
+FOLLOW_UPS = (
+    "",
+    " Order number {n}.",
+    " Please call me back.",
+    " I tried a factory reset, no change.",
+    " This is the second time I write.",
+    " Photos attached.",
+)
+CHINESE = (
+    "手机充电很慢。换了充电器也一样。",
+    "耳机左边没有声音。",
+    "路由器每天晚上断网。重启后恢复。",
+    "退款申请提交一周了还没有到账。",
+    "扫地机器人找不到充电座。",
+    "电视开机后黑屏。只有声音。",
+)
+PATHS = (
+    "/",
+    "/login",
+    "/logout",
+    "/account/profile",
+    "/account/security",
+    "/support/tickets",
+    "/support/tickets/{n}",
+    "/feedback/new",
+    "/api/v1/devices",
+    "/api/v1/orders/{n}",
+    "/store/product/{n}",
+    "/privacy",
+)
+USER_AGENTS = (
+    "Mozilla/5.0 (Linux; Android 14; 23127PN0CC) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.6099.144 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 13; 22081212C Build/TKQ1.220829.002; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 MicroMessenger/8.0.43",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/121.0.0.0 Safari/537.36 Edg/121.0.0.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:122.0) Gecko/20100101 Firefox/122.0",
+    "SupportApp/5.12.3 (Android 14; phone)",
+    "SupportApp/5.11.0 (iOS 17.1; iPhone)",
+)
+HOLD_REASONS = (
+    "Consumer complaint under arbitration, case {year}-SH-{n:04d}",
+    "Court order: product liability claim no. {n}",
+    "Inquiry by the market regulation bureau, ref. {year}/{n}",
+    "Warranty dispute escalated to legal, review within {days} days",
+    "Disputed data access request, ref. DSR-{year}-{n:04d}",
+)
