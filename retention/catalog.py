@@ -122,6 +122,8 @@ def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
         if schema:
             schemas.add(schema)
     metadata = MetaData()
+    backend = backend_for(conn)
+    backend.before_reflection(metadata)
     inspector = inspect(conn)
     existing = set(inspector.get_schema_names())
     for wanted in schemas:
@@ -130,7 +132,6 @@ def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
         metadata.reflect(conn, schema=wanted, resolve_fks=True)
     default = inspector.default_schema_name
     catalog = Catalog(metadata, default, conn.dialect.name)
-    backend = backend_for(conn)
     backend.supplement_reflection(conn, metadata.tables.values())
     odd: dict[tuple[str, str], OddValues] = {}
     for name in dict.fromkeys(table_names):

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from builders import invoke
 from conftest import HASH_KEY, ROOT
-from sqlalchemy import create_engine, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, text
 
 from retention.coverage.detectors import (
     cn_id_check_char,
@@ -230,6 +230,49 @@ def test_a_new_personal_column_is_caught_and_its_values_never_printed(
     for output in (result.output, shown.output):
         assert not any(m in output or m.replace(" ", "") in output for m in numbers)
         assert "139 0012" not in output
+
+
+def test_a_column_whose_name_holds_quotes_and_backticks_is_read_and_covered(
+    demo_db: dict[str, str], tmp_path: Path
+) -> None:
+    """A backtick doubled inside a MariaDB quoted name is an escape; SQLAlchemy's
+    reflection kept it doubled, and coverage failed (exit 1, unknown column). The same
+    hostile name is read on every database, and a rule that deletes from its table covers
+    it (a policy names columns by letters, digits and _ only, so it cannot ``set`` it)."""
+    name = 'e`mail "work"'
+    url = demo_db["RETENTION_DATABASE_URL"]
+    engine = create_engine(url)
+    table = Table(
+        "odd_names", MetaData(), Column("id", Integer, primary_key=True), Column(name, String(80))
+    )
+    try:
+        with engine.begin() as conn:
+            table.create(conn)
+            rows = [{"id": i, name: f"person{i}@example.org"} for i in range(1, 11)]
+            conn.execute(insert(table), rows)
+    finally:
+        engine.dispose()
+
+    code, report = coverage(demo_db)
+    assert code == 0, report
+    assert report["uncovered_columns"] == [f"odd_names.{name}"]
+    (finding,) = [f for f in report["findings"] if f["table"] == "odd_names"]
+    assert finding["by_values"] == {"email": 10}
+
+    policy = tmp_path / "covered.yaml"
+    rule = """
+  - name: odd-names
+    table: odd_names
+    clock: id
+    clock_unit: seconds
+    after: P1D
+    action: delete
+"""
+    policy.write_text(SHIPPED + rule, encoding="utf-8")
+    code, report = coverage({**demo_db, "RETENTION_POLICY_FILE": str(policy)})
+    assert code == 0, report
+    (finding,) = [f for f in report["findings"] if f["table"] == "odd_names"]
+    assert (finding["status"], finding["covered_by"]) == ("covered", ["odd-names (delete)"])
 
 
 def test_a_column_found_by_its_values_alone_is_caught(demo_db: dict[str, str]) -> None:

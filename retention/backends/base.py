@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import URL, ColumnElement, Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import Table
+from sqlalchemy.schema import MetaData, Table
 
 from retention.backends.errors import Conflict
 from retention.backends.lag import Lag
@@ -115,6 +115,11 @@ class Backend(Protocol):
         ...
 
     # --- reflection -------------------------------------------------------------------
+    def before_reflection(self, metadata: MetaData) -> None:
+        """Correct, as each column is reflected into ``metadata``, what SQLAlchemy's
+        reflection reads wrongly on this database (a quoted name's escapes)."""
+        ...
+
     def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
         """Add to the reflected ``tables`` what SQLAlchemy's reflection missed (unique
         constraints, ON DELETE actions), read from what the database enforces."""

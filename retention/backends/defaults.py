@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import URL, ColumnElement, Connection, Engine, bindparam, text, tuple_
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import Table
+from sqlalchemy.schema import MetaData, Table
 
 from retention.backends import errors
 from retention.backends.errors import Conflict
@@ -70,6 +70,9 @@ class DefaultBackend:
     def follow_explicit_keys(self, conn: Connection, table: str, column: str, top: int) -> None:
         """After rows were inserted with their keys given, make the next generated key
         follow ``top`` (where inserting explicit keys does not move the generator)."""
+
+    def before_reflection(self, metadata: MetaData) -> None:
+        """SQLAlchemy reads these databases' column names as they are."""
 
     def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
         """SQLAlchemy's reflection reads these databases' catalogs whole."""

@@ -21,7 +21,9 @@ from sqlalchemy import (
     Engine,
     Integer,
     LargeBinary,
+    MetaData,
     String,
+    Table,
     and_,
     bindparam,
     case,
@@ -127,6 +129,14 @@ class MySQLBackend(DefaultBackend):
 
     def engine_options(self, lock_timeout_ms: int) -> dict[str, Any]:
         return {"pool_pre_ping": True}
+
+    def before_reflection(self, metadata: MetaData) -> None:
+        # SQLAlchemy reads column names from SHOW CREATE TABLE without undoing the
+        # doubled backtick that escapes one inside a quoted name: `e``mail` came back as
+        # e``mail, and every statement naming it failed (1054 unknown column).
+        @event.listens_for(metadata, "column_reflect")
+        def _unescape(_inspector: Any, _table: Table, column: dict[str, Any]) -> None:
+            column["name"] = column["name"].replace("``", "`")
 
     def install_session_setup(
         self, engine: Engine, lock_timeout_ms: int, hash_key: bytes | None
