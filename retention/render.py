@@ -165,7 +165,12 @@ def run_text(result: RunResult) -> str:
         lines.append(line)
     if result.interrupted:
         lines.append("interrupted by a signal: the current batch finished; run again to continue")
-    lines.append(f"audit head {result.head}")
+    if result.head is None:
+        # Stopped in a lock wait before the run's end was recorded (runner.py): the next
+        # run records this one as interrupted; the log's head is what `audit verify` says.
+        lines.append("audit head not recorded: the end of the run was not written")
+    else:
+        lines.append(f"audit head {result.head}")
     return "\n".join(lines)
 
 

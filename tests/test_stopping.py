@@ -27,10 +27,12 @@ from sqlalchemy.exc import DBAPIError
 
 from retention import api
 from retention.audit.records import audit_tables
-from retention.audit.writer import ensure_audit_tables
+from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.backends import backend_for
 from retention.control import Control
 from retention.errors import DatabaseBusy
+from retention.outcomes import Event
+from retention.render import run_data, run_text
 from retention.settings import Settings
 
 META = MetaData()
@@ -287,3 +289,26 @@ def holds_a_connection(pid: int, settings: Settings) -> bool:
 def remaining(engine: Engine) -> int:
     with engine.connect() as conn:
         return len(conn.execute(select(TICKETS.c.id)).all())
+
+
+def test_a_run_whose_end_could_not_be_recorded_says_so_instead_of_a_head(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped while another connection held the lock the run's end record needs (SQLite's
+    file lock; runner.py): the summary said ``audit head None``; it says the end was not
+    recorded, and the JSON output's head is null."""
+    build(engine, settings)
+    real = AuditWriter.append_committed
+
+    def locked_at_the_end(self: AuditWriter, bind: Any, event: Event, **fields: Any) -> Any:
+        if event in (Event.RUN_FINISHED, Event.RUN_INTERRUPTED):
+            raise DBAPIError("INSERT", {}, Exception("database is locked"))
+        return real(self, bind, event, **fields)
+
+    monkeypatch.setattr(AuditWriter, "append_committed", locked_at_the_end)
+    monkeypatch.setattr(Control, "ended_a_wait", lambda self, backend, exc: True)
+    result = api.run(settings, stop_requested=lambda: True)
+    assert result.head is None and result.interrupted
+    text = run_text(result)
+    assert "audit head not recorded" in text and "None" not in text
+    assert run_data(result)["audit_head"] is None
