@@ -41,6 +41,7 @@ from retention.db import make_engine, reachable
 from retention.errors import AuditTampered, PolicyError, UsageError
 from retention.plan import RulePlan, StepKind
 from retention.policy.loader import LoadedPolicy
+from retention.policy.model import Cascade, Policy
 from retention.settings import Settings
 
 _HEAD = re.compile(r"[0-9a-f]{64}")
@@ -250,6 +251,24 @@ class KeyProof:
     # Runs whose records were written under another hash key (their run_started carries
     # another key fingerprint): their digests cannot match a lookup under this key.
     written_under_other_key: int = 0
+    # (rule, parent table) for each cascade that reaches the table asked about: a
+    # dependent's rows go with their parent's, whose keys are the ones recorded.
+    dependent_of: tuple[tuple[str, str], ...] = ()
+
+
+def _cascades_to(policy: Policy, table: str) -> tuple[tuple[str, str], ...]:
+    """(rule, parent table) for every cascade, at any depth, whose table is ``table``."""
+    found: list[tuple[str, str]] = []
+
+    def walk(rule: str, parent: str, cascades: Sequence[Cascade]) -> None:
+        for cascade in cascades:
+            if cascade.table == table:
+                found.append((rule, parent))
+            walk(rule, cascade.table, cascade.cascade)
+
+    for rule in policy.rules:
+        walk(rule.name, rule.table, rule.cascade)
+    return tuple(dict.fromkeys(found))
 
 
 def find_keys(
@@ -277,6 +296,7 @@ def find_keys(
         loaded.path,
         tuple(sorted({r.table for r in loaded.policy.rules})),
         other,
+        _cascades_to(loaded.policy, table),
     )
 
 

@@ -595,3 +595,26 @@ def test_find_locates_keys_the_executor_recorded(
     assert found.stdout.startswith("removed at 2026-06-01T02:30:00.000000Z by rule " + RULES[0])
     missing = audit_cli(settings, "find", "--table", "feedback", "--key", str(kept))
     assert missing.stdout.strip() == "no record of removing that key"
+
+
+def test_find_on_a_dependent_table_points_to_the_parent_key(
+    keyed: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feedback_contacts is reached only through the feedback rule's cascade: find said
+    no rule acts on it; it says whose dependent it is and which key to look up."""
+    monkeypatch.setenv("RETENTION_HASH_KEY", HASH_KEY)
+    result = audit_cli(settings, "find", "--table", "feedback_contacts", "--key", "5")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "no record of removing that key"
+    assert "no rule of" not in result.stderr
+    assert (
+        f"'feedback_contacts' is a dependent table: rule {RULES[0]} removes its rows "
+        "together with their parent rows in 'feedback'"
+    ) in result.stderr
+    assert "--table feedback --key" in result.stderr
+    data = audit_cli(
+        settings, "find", "--table", "feedback_contacts", "--key", "5", "--format", "json"
+    )
+    document = json.loads(data.stdout)
+    assert document["dependent_of"] == [{"rule": RULES[0], "parent": "feedback"}]
+    assert document["table_in_policy"] is False

@@ -299,7 +299,14 @@ def audit_find(
             "record them from the next run)"
         )
         return
-    if table not in proof.rule_tables:
+    for rule, parent in proof.dependent_of:
+        click.echo(
+            f"note: '{table}' is a dependent table: rule {rule} removes its rows together "
+            f"with their parent rows in '{parent}', and records the parent's keys only; "
+            f"look up the parent's key (--table {parent} --key ...)",
+            err=True,
+        )
+    if table not in proof.rule_tables and not proof.dependent_of:
         click.echo(
             f"note: no rule of {proof.policy_path} acts on table '{table}' "
             f"(rules act on: {', '.join(proof.rule_tables)})",
@@ -355,6 +362,7 @@ def find_data(proof: api.KeyProof, table: str) -> dict[str, Any]:
             None if first is None else {"record": first["seq"], "at": iso(first["at"])}
         ),
         "table_in_policy": table in proof.rule_tables,
+        "dependent_of": [{"rule": rule, "parent": parent} for rule, parent in proof.dependent_of],
         "written_under_other_key": proof.written_under_other_key,
     }
 
