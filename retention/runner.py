@@ -96,8 +96,8 @@ def _stopped_before_start(plan: Plan, run_id: str, control: Control) -> RunResul
 
 
 def record_dead_runs(engine: Engine, audit: AuditWriter, leases: Leases) -> list[str]:
-    """Record ``run_interrupted`` for runs that started, never ended, and whose lease
-    expired (or that never had one).
+    """Record ``run_interrupted`` for runs (and erasure requests) that started, never
+    ended, and whose lease expired (or that never had one).
 
     A live run renews its ``run:`` lease for its whole duration; a run whose lease ran
     out died (SIGKILL, a crash, a lost machine, a pause longer than the lease) before it
@@ -105,29 +105,31 @@ def record_dead_runs(engine: Engine, audit: AuditWriter, leases: Leases) -> list
     finders one writes the record, and it writes it fenced by that lease.
     """
     records = audit.records
+    ends = {Event.RUN_STARTED: Event.RUN_FINISHED, Event.ERASURE_STARTED: Event.ERASURE_FINISHED}
     ended = select(records.c.run_id).where(
-        records.c.event.in_((Event.RUN_FINISHED, Event.RUN_INTERRUPTED))
+        records.c.event.in_((*ends.values(), Event.RUN_INTERRUPTED))
     )
-    unfinished = select(records.c.run_id).where(
-        records.c.event == Event.RUN_STARTED, records.c.run_id.not_in(ended)
+    unfinished = select(records.c.run_id, records.c.event).where(
+        records.c.event.in_(tuple(ends)), records.c.run_id.not_in(ended)
     )
     with engine.connect() as conn:
-        candidates = [row.run_id for row in conn.execute(unfinished)]
+        candidates = [(row.run_id, Event(row.event)) for row in conn.execute(unfinished)]
     found = []
-    for run_id in candidates:
+    for run_id, started in candidates:
         if run_id == audit.run_id:
             continue
+        what = "erasure request" if started is Event.ERASURE_STARTED else "run"
         written = audit.last_seq
         try:
             with leases.holding(run_lease(run_id), forget=True) as lease:
                 audit.append_committed(
                     engine,
                     Event.RUN_INTERRUPTED,
-                    ended_by=(Event.RUN_FINISHED,),
+                    ended_by=(ends[started],),
                     fence=functools.partial(leases.check, lease=lease),
                     run_id=run_id,
                     details={
-                        "reason": "the run ended without recording its end (killed or crashed)",
+                        "reason": f"the {what} ended without recording its end (killed or crashed)",
                         "found_by": audit.run_id,
                     },
                 )

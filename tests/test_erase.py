@@ -386,3 +386,45 @@ def test_a_guard_does_not_stop_a_request(
     code, out = erase(settings, "--subject", ALICE)
     assert code == 0 and out["requests"][0]["rules"][0]["rows"] == 3
     assert ids(engine, subjects, "feedback") == [4, 5]
+
+
+class Killed(BaseException):
+    """The process dying between an erasure's last batch and its end record."""
+
+
+def test_an_erasure_killed_before_its_end_is_recorded_interrupted_by_the_next_run(
+    settings: Settings, engine: Engine, subjects: MetaData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its batches committed, its end record never written: the next run finds it (its
+    lease gone) and records ``run_interrupted`` for it; ``audit find --subject`` then says
+    "interrupted" instead of "no end record", and the chain verifies."""
+    from retention import api_erase
+    from retention.audit.writer import AuditWriter
+    from retention.outcomes import Event
+
+    real = AuditWriter.append_committed
+
+    def dies_at_the_end(self: AuditWriter, bind: Any, event: Event, **fields: Any) -> Any:
+        if event is Event.ERASURE_FINISHED:
+            raise Killed
+        return real(self, bind, event, **fields)
+
+    monkeypatch.setattr(AuditWriter, "append_committed", dies_at_the_end)
+    with pytest.raises(Killed):
+        api_erase.erase(settings, [ALICE])
+    monkeypatch.setattr(AuditWriter, "append_committed", real)
+    assert ids(engine, subjects, "feedback") == [3, 4, 5]  # its batches did commit
+
+    before = cli_on(settings, "audit", "find", "--subject", ALICE, "--format", "json")
+    assert json.loads(before.stdout)["requests"][0]["outcome"] == "no end record"
+    assert cli_on(settings, "run").exit_code == 0
+    interrupted = [r for r in records(engine) if r["event"] == "run_interrupted"]
+    (record,) = interrupted
+    assert "erasure request ended without recording its end" in str(record["details"])
+    after = cli_on(settings, "audit", "find", "--subject", ALICE, "--format", "json")
+    (request,) = json.loads(after.stdout)["requests"]
+    assert request["outcome"] == "interrupted"
+    assert request["tables"] and request["finished_at"] is None
+    assert cli_on(settings, "run").exit_code == 0  # found once, not again
+    assert len([r for r in records(engine) if r["event"] == "run_interrupted"]) == 1
+    assert cli_on(settings, "audit", "verify").exit_code == 0

@@ -61,6 +61,10 @@ class ErasureSeen:
             self.finished_at = record["at"]
             self.outcome = str(details.get("outcome", "done"))
             self.records.append(int(record["seq"]))
+        elif event == Event.RUN_INTERRUPTED:
+            # Written by a later run that found the request dead (runner.record_dead_runs).
+            self.outcome = "interrupted"
+            self.records.append(int(record["seq"]))
         elif event == Event.BATCH:
             table, rows = str(record["table_name"]), int(record["row_count"] or 0)
             self.tables[table] = self.tables.get(table, 0) + rows
