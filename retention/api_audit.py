@@ -1,6 +1,7 @@
 """The auditors' commands as Python functions: records, export, certificate, find_keys.
 
-``retention.api`` re-exports every public name here; import them from there. Each
+``retention.api`` names every public function here (and imports this module when one is
+first used); import them from there. Each
 function reads the log through a read-only connection, checks its period first
 (``UsageError`` for one that holds no instant) and returns data; rendering is the
 caller's.
@@ -8,7 +9,6 @@ caller's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -21,9 +21,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import Case, ColumnElement
 
+from retention.api import load
+from retention.api_db import _compile, read_heads, read_only
 from retention.audit.erasures import erasure_requests
 from retention.audit.evidence import OldestKept
-from retention.audit.export import Format, write_export
+from retention.audit.export import write_export
+from retention.audit.formats import Format
 from retention.audit.query import (
     Record,
     When,
@@ -38,20 +41,15 @@ from retention.audit.report import report_data
 from retention.audit.verify import key_fingerprints
 from retention.coverage.scan import CoverageReport, scan
 from retention.db import make_engine, reachable
-from retention.errors import AuditTampered, PolicyError, UsageError
+from retention.errors import AuditTampered, PolicyError
 from retention.plan import RulePlan, StepKind
 from retention.policy.loader import LoadedPolicy
 from retention.policy.model import Cascade, Policy
 from retention.settings import Settings
 
-_HEAD = re.compile(r"[0-9a-f]{64}")
-
 
 @contextmanager
 def _reading(settings: Settings) -> Iterator[tuple[LoadedPolicy, Engine, Connection]]:
-    # api re-exports this module, so api's own helpers are imported when first used.
-    from retention.api import load, read_only  # noqa: PLC0415  (a cycle: api imports us)
-
     loaded = load(settings)
     engine = make_engine(settings, read_only=True)
     try:
@@ -66,31 +64,6 @@ def coverage(settings: Settings) -> CoverageReport:
     Reads a bounded sample of each table; writes nothing."""
     with _reading(settings) as (loaded, _, conn):
         return scan(conn, loaded.policy)
-
-
-def read_heads(path: str | None) -> list[str]:
-    """The heads in a heads file, one per line; ``UsageError`` for a line that is not one.
-
-    The line itself is not repeated in the error: a wrong file could hold anything.
-    """
-    if path is None:
-        return []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = [line.strip() for line in fh]
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise UsageError(f"cannot read heads file {path}: {reason}") from None
-    heads = []
-    for number, line in enumerate(lines, 1):
-        if not line:
-            continue
-        if not _HEAD.fullmatch(line.lower()):
-            raise UsageError(
-                f"heads file {path}, line {number}: not a head (64 hexadecimal digits)"
-            )
-        heads.append(line.lower())
-    return heads
 
 
 @contextmanager
@@ -176,8 +149,6 @@ def oldest_kept(
     Read-only, one query per rule, each in its own transaction so that a table the
     auditor may not read costs that rule's figure only.
     """
-    from retention.api import _compile, read_only  # noqa: PLC0415  (as above)
-
     names = [rule.name for rule in loaded.policy.rules]
     try:
         _, plan = _compile(settings, engine, names, now, loaded)
@@ -309,5 +280,4 @@ __all__ = [
     "export",
     "find_keys",
     "oldest_kept",
-    "read_heads",
 ]

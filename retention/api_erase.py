@@ -16,6 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine
 
+from retention.api import load
+from retention.api_db import read_only, reflect_checked
 from retention.audit.erasures import ErasureSeen, requests_of, subject_digest
 from retention.audit.query import When, check_period
 from retention.catalog import Catalog
@@ -78,8 +80,6 @@ def _check_subjects(subjects: Sequence[str]) -> list[str]:
 def _prepared(
     settings: Settings, *, dry_run: bool
 ) -> Iterator[tuple[LoadedPolicy, Engine, Catalog, bytes]]:
-    from retention.api import load, reflect_checked  # noqa: PLC0415  (api re-exports us)
-
     hash_key = settings.require_hash_key()
     loaded = load(settings)
     engine = make_engine(settings, read_only=dry_run, hash_key=hash_key)
@@ -119,8 +119,6 @@ def erase(
         control = _control(settings, stop_requested)
         eraser = Eraser(engine, loaded, catalog, hash_key, now, control, _terms(settings))
         if dry_run:
-            from retention.api import read_only  # noqa: PLC0415  (as above)
-
             with read_only(engine) as conn:
                 return eraser.dry_run(conn, wanted)
         return eraser.erase(wanted)
@@ -143,8 +141,6 @@ def reapply(
             engine, loaded, catalog, hash_key, now, table, control, _terms(settings)
         )
         if dry_run:
-            from retention.api import read_only  # noqa: PLC0415  (as above)
-
             with read_only(engine) as conn:
                 return reapplier.dry_run(conn)
         return reapplier.reapply()
@@ -166,8 +162,6 @@ def find_subject(
 ) -> SubjectProof:
     """Whether this person's data was erased, when, by which rules, how many rows per
     table: found by the keyed digest of the id, which is never stored or returned."""
-    from retention.api import load, read_only  # noqa: PLC0415  (as above)
-
     check_period(since, until)
     digest = subject_digest(settings.require_hash_key(), _check_subjects([subject])[0])
     loaded = load(settings)

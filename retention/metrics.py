@@ -1,17 +1,14 @@
-"""Prometheus metrics and the dead-man's-switch ping.
+"""Prometheus metrics (the dead-man's-switch ping is in ``ping.py``).
 
 ``serve`` exposes ``/metrics`` (``RETENTION_METRICS_PORT``); a one-shot ``run`` writes a
 textfile for node_exporter (``RETENTION_METRICS_FILE``) or pushes to a Pushgateway
-(``RETENTION_PUSHGATEWAY_URL``). ``RETENTION_PING_URL`` is pinged at start (``/start``)
-and at the end with the exit code (``/<code>``), as healthchecks-style services expect.
-Labels carry rule and table names only, never a row's value.
+(``RETENTION_PUSHGATEWAY_URL``). Labels carry rule and table names only, never a row's
+value. Imported only by ``serve`` and by a run with a metrics option set (start-up time).
 """
 
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from http.client import HTTPException
 
@@ -104,20 +101,3 @@ class Metrics:
                 push_to_gateway(pushgateway, job="retention", registry=self.registry, timeout=10)
             except (OSError, ValueError, HTTPException) as exc:  # a bad URL or answer too
                 log.warning("pushgateway push failed", error=type(exc).__name__)
-
-
-def ping(url: str | None, suffix: str, *, timeout: float = 10.0) -> bool:
-    """Ping a dead-man's switch; a failure is logged, never fatal."""
-    if not url:
-        return False
-    target = url.rstrip("/") + "/" + suffix
-    if not target.startswith(("http://", "https://")):
-        log.warning("ping url is not http(s); not pinged")
-        return False
-    try:
-        with urllib.request.urlopen(target, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-            return bool(200 <= response.status < 300)
-    # HTTPException: a malformed URL (InvalidURL: a bad port) or a garbled answer.
-    except (urllib.error.URLError, OSError, ValueError, HTTPException) as exc:
-        log.warning("ping failed", error=type(exc).__name__)
-        return False

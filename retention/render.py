@@ -7,13 +7,17 @@ placeholders.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from retention.api import PlanReport, Validation
-from retention.executor import RuleResult
 from retention.outcomes import Status
-from retention.plan import RulePlan, render
-from retention.runner import RunResult
+
+if TYPE_CHECKING:
+    from sqlalchemy import Dialect, Executable
+
+    from retention.api import PlanReport, Validation
+    from retention.executor import RuleResult
+    from retention.plan import RulePlan
+    from retention.runner import RunResult
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -44,7 +48,7 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
         }
         if show_sql:
             item["sql"] = [
-                {"step": step.label, "sql": render(step.statement, report.dialect)}
+                {"step": step.label, "sql": _sql(step.statement, report.dialect)}
                 for step in p.steps
             ]
         rules.append(item)
@@ -78,8 +82,15 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         if show_sql:
             for step in p.steps:
                 lines.append(f"  -- {step.label}")
-                lines.append(f"  {render(step.statement, report.dialect)};")
+                lines.append(f"  {_sql(step.statement, report.dialect)};")
     return "\n".join(lines)
+
+
+def _sql(statement: Executable, dialect: Dialect) -> str:
+    # Only a plan shows SQL: rendering a validation leaves SQLAlchemy unloaded.
+    from retention.plan import render  # noqa: PLC0415
+
+    return render(statement, dialect)
 
 
 def _order_notes(p: RulePlan) -> list[str]:

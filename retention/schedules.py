@@ -8,9 +8,11 @@ expanded here to explicit day names before APScheduler sees it.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _FIELDS = ("minute", "hour", "day", "month", "day_of_week")
@@ -68,7 +70,12 @@ def _expand_weekdays(field: str) -> str:
 
 
 def parse_cron(expression: str, timezone: str) -> CronTrigger:
-    """A CronTrigger for a 5-field crontab expression; ``ValueError`` with a hint if bad."""
+    """A CronTrigger for a 5-field crontab expression; ``ValueError`` with a hint if bad.
+
+    APScheduler is imported here, by a policy that has a schedule, not by every command
+    that reads the policy model (``schema``, ``--help``)."""
+    from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+
     if not isinstance(expression, str):
         raise ValueError("a schedule must be a 5-field cron expression in quotes")
     fields = expression.split()

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from retention.errors import SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL
 
 # Only `retention demo` falls back to this file; every other command needs a URL named.
 DEFAULT_DATABASE_URL = "sqlite:///retention-demo.db"
@@ -59,22 +60,18 @@ class Settings(BaseSettings):
     def _parse_url(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value():
             return value
-        try:
-            make_url(value.get_secret_value())
-        except ArgumentError:
-            raise ValueError("not a database URL such as postgresql+psycopg://host/db") from None
+        if _read_url(value.get_secret_value()) is None:
+            raise ValueError("not a database URL such as postgresql+psycopg://host/db")
         return value
 
     @field_validator("replica_urls")
     @classmethod
     def _parse_replica_urls(cls, value: SecretStr) -> SecretStr:
         for number, url in enumerate(_split_urls(value.get_secret_value()), 1):
-            try:
-                make_url(url)
-            except ArgumentError:
+            if _read_url(url) is None:
                 raise ValueError(
                     f"URL {number} is not a database URL such as mysql+pymysql://host/db"
-                ) from None
+                )
         return value
 
     def replica_url_list(self) -> list[str]:
@@ -159,9 +156,8 @@ def mask_url(url: str) -> str:
 
     Safe for any output: errors, logs, ``validate``, the certificate.
     """
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+    parsed = _read_url(url)
+    if parsed is None:
         return "<invalid database URL>"
     query = {
         name: (_MASK if _secret_param(name, value) else value)
@@ -169,6 +165,18 @@ def mask_url(url: str) -> str:
     }
     # The URL encoder writes the mask as %2A%2A%2A; people read ``***``.
     return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", _MASK)
+
+
+def _read_url(url: str) -> URL | None:
+    """``url`` parsed, or None when it is not a database URL. SQLAlchemy is imported here,
+    when there is a URL to read, so that commands without a database start without it."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415  (see the docstring)
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
 
 
 def _split_urls(text: str) -> list[str]:

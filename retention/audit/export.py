@@ -12,12 +12,10 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
+from retention.audit.formats import FORMATS, Format
 from retention.audit.records import FIELDS, JSON_FIELDS, TIME_FIELDS, iso
-
-Format = Literal["jsonl", "csv"]
-FORMATS: tuple[Format, ...] = ("jsonl", "csv")
 
 
 def exportable(record: dict[str, Any]) -> dict[str, Any]:

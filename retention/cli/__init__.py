@@ -3,6 +3,11 @@
 No SQL and no YAML parsing here. This module alone calls ``sys.exit`` and maps errors to
 SPEC section 4's exit codes (``RetentionGroup``); the auditors' commands are in
 ``audit.py``, the shared --policy/--database options in ``common.py``.
+
+A command imports what it uses when it runs (``api`` and ``render`` included), and the
+``audit`` group loads ``audit.py`` when one of its commands is asked for: ``--help``,
+``schema`` and ``validate --offline`` start without SQLAlchemy, a driver, APScheduler or
+prometheus_client (``tests/test_startup.py``).
 """
 
 from __future__ import annotations
@@ -14,15 +19,13 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from retention import __version__, api, render
-from retention.audit.records import key_fingerprint
-from retention.cli.audit import register as _register_audit_commands
-from retention.cli.common import common_options
+from retention import __version__
+from retention.cli.common import LazyGroup, common_options
 from retention.cli.coverage import register as _register_coverage
 from retention.cli.erase import register as _register_erase
 from retention.errors import (
@@ -34,10 +37,11 @@ from retention.errors import (
     RuleFailed,
     UsageError,
 )
-from retention.logs import ensure_logging, forget_logging, get_logger
 from retention.outcomes import ExitCode
-from retention.settings import DEFAULT_DATABASE_URL as DEMO_URL
-from retention.settings import Settings
+
+if TYPE_CHECKING:
+    from retention.api_db import PlanReport
+    from retention.settings import Settings
 
 EXIT_FAILED = ExitCode.FAILED
 EXIT_USAGE = ExitCode.USAGE
@@ -82,6 +86,8 @@ def _fail(exc: BaseException, as_json: bool) -> None:
 def _report_failure(code: int, message: str, error_type: str, as_json: bool) -> None:
     """The failure as one log line in the configured format and, for ``--output json``,
     as the one JSON document on stdout (SPEC section 4)."""
+    from retention.logs import ensure_logging, get_logger
+
     ensure_logging()
     code = int(code)  # an ExitCode would print as its repr in console logs
     get_logger().error("command failed", exit_code=code, error=message, error_type=error_type)
@@ -112,6 +118,8 @@ class RetentionGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from retention.logs import forget_logging
+
         as_json = bool(ctx.meta.get("retention.json"))
         forget_logging()
         try:
@@ -161,6 +169,8 @@ now_option = click.option(
 @common_options
 def validate(settings: Settings, offline: bool, output: str) -> None:
     """Check the policy file, and hold it against the database's schema."""
+    from retention import api, render
+
     result = api.validate(settings, offline=offline)
     if output == "json":
         click.echo(json.dumps(render.validation_data(result), indent=2))
@@ -171,6 +181,8 @@ def validate(settings: Settings, offline: bool, output: str) -> None:
 @cli.command()
 def schema() -> None:
     """Print the policy file's JSON Schema (for editors)."""
+    from retention import api
+
     click.echo(json.dumps(api.schema(), indent=2, sort_keys=True))
 
 
@@ -179,6 +191,8 @@ def schema() -> None:
 @common_options
 def demo(settings: Settings, force: bool) -> None:
     """Create a demo database with realistic data for the shipped policies.yaml."""
+    from retention import api
+    from retention.settings import DEFAULT_DATABASE_URL as DEMO_URL
 
     def hash_key_to_env() -> None:
         # Once the demo has decided to proceed: a refused demo leaves no .env behind.
@@ -213,11 +227,15 @@ def plan(
     settings: Settings, rules: tuple[str, ...], output: str, show_sql: bool, now: datetime | None
 ) -> None:
     """Dry run: what each rule would delete or anonymise now. Writes nothing."""
+    from retention import api
+
     report = api.plan(settings, rules=rules, now=now)
     _emit_plan(report, output, show_sql)
 
 
-def _emit_plan(report: api.PlanReport, output: str, show_sql: bool) -> None:
+def _emit_plan(report: PlanReport, output: str, show_sql: bool) -> None:
+    from retention import render
+
     if output == "json":
         click.echo(json.dumps(render.plan_data(report, show_sql=show_sql), indent=2))
     else:
@@ -262,6 +280,8 @@ def run(
     now: datetime | None,
 ) -> None:
     """Delete or anonymise every due row, in batches, with audit records."""
+    from retention import api, render
+
     if now is not None and now > datetime.now(UTC):
         raise click.BadParameter(
             "a run cannot be pinned to a time later than the clock", param_hint="'--now'"
@@ -326,10 +346,12 @@ def _progress() -> Any:
 @common_options
 def serve(settings: Settings) -> None:
     """Run the rules on their own cron schedules until SIGTERM (SIGHUP reloads)."""
+    from retention import api
+
     api.serve(settings)
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, registers=("retention.cli.audit:register",))
 def audit() -> None:
     """Read and verify the audit log."""
 
@@ -338,6 +360,8 @@ def audit() -> None:
 @common_options
 def audit_init(settings: Settings) -> None:
     """Create the audit tables and append-only guards (then runs need no DDL right)."""
+    from retention import api
+
     table = api.audit_init(settings)
     click.echo(f"audit tables ready: {table}, {table}_head, {table}_keys, {table}_leases")
 
@@ -365,6 +389,8 @@ def audit_verify(
     settings: Settings, expect_head: str | None, heads_file: str | None, allow_empty: bool
 ) -> None:
     """Recompute the hash chain; exit 4 naming the first bad record."""
+    from retention import api
+
     result = api.verify(
         settings, expect_head=expect_head, heads_file=heads_file, allow_empty=allow_empty
     )
@@ -382,6 +408,8 @@ def _note_other_keys(settings: Settings, fingerprints: frozenset[str]) -> None:
     """Say when runs wrote under another hash key, so a lookup's "no record" is not trusted."""
     if settings.hash_key is None or not fingerprints:
         return
+    from retention.audit.records import key_fingerprint
+
     ours = key_fingerprint(settings.hash_key.get_secret_value().encode())
     others = fingerprints - {ours}
     if others:
@@ -397,6 +425,5 @@ def main() -> None:
     cli(prog_name="retention")
 
 
-_register_audit_commands(audit)
 _register_coverage(cli)
 _register_erase(cli, audit)

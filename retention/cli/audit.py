@@ -19,7 +19,7 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from retention import api
-from retention.audit.export import FORMATS
+from retention.audit.formats import FORMATS
 from retention.audit.query import When, parse_when
 from retention.audit.records import iso
 from retention.audit.report_html import render_html

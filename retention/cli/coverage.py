@@ -7,15 +7,15 @@ turns an uncovered column into exit 1 for CI. ``register`` adds the command to t
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from retention import api
 from retention.cli.common import common_options
-from retention.coverage.render import coverage_data, coverage_text
-from retention.logs import get_logger
 from retention.outcomes import ExitCode
-from retention.settings import Settings
+
+if TYPE_CHECKING:
+    from retention.settings import Settings
 
 
 def register(group: click.Group) -> None:
@@ -37,6 +37,10 @@ def register(group: click.Group) -> None:
         Columns are judged by name and by a sample of values (never printed); a column
         the policy lists under coverage.ignore is shown as reviewed.
         """
+        from retention import api
+        from retention.coverage.render import coverage_data, coverage_text
+        from retention.logs import get_logger
+
         report = api.coverage(settings)
         failed = fail_on_uncovered and bool(report.uncovered)
         if output == "json":

@@ -13,19 +13,20 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from retention import api_erase
-from retention.audit.query import When
 from retention.cli.common import common_options
-from retention.erase import ErasureResult
 from retention.errors import UsageError
-from retention.logs import get_logger
 from retention.outcomes import ExitCode
-from retention.reapply import ReapplyResult
-from retention.settings import Settings
+
+if TYPE_CHECKING:
+    from retention import api_erase
+    from retention.audit.query import When
+    from retention.erase import ErasureResult
+    from retention.reapply import ReapplyResult
+    from retention.settings import Settings
 
 
 @contextmanager
@@ -52,6 +53,8 @@ _WHY = {
 def _exit(code: int) -> None:
     why = _WHY.get(ExitCode(code), "")
     if code:
+        from retention.logs import get_logger
+
         get_logger().error("command failed", exit_code=int(code), error=why, error_type="Erase")
         raise click.exceptions.Exit(int(code))
 
@@ -157,6 +160,8 @@ def show_subject(
     settings: Settings, subject: str, fmt: str, since: When | None, until: When | None
 ) -> None:
     """``audit find --subject``: was this person's data erased, when, what."""
+    from retention import api_erase
+
     proof = api_erase.find_subject(settings, subject, since=since, until=until)
     if fmt == "json":
         click.echo(json.dumps(subject_data(proof), indent=2, ensure_ascii=False))
@@ -205,6 +210,8 @@ def register(cli: click.Group, audit: click.Group) -> None:
         was written)."""
         if bool(subjects) == (subjects_file is not None):
             raise UsageError("erase: give --subject ID (repeatable) or --subjects-file FILE")
+        from retention import api_erase
+
         wanted = list(subjects) or api_erase.read_subjects(subjects_file)  # type: ignore[arg-type]
         with _signals() as stopping:
             result = api_erase.erase(settings, wanted, dry_run=dry_run, stop_requested=stopping)
@@ -224,6 +231,8 @@ def register(cli: click.Group, audit: click.Group) -> None:
     def audit_reapply(settings: Settings, table: str | None, dry_run: bool, output: str) -> None:
         """Remove again the rows the log records as removed (after a backup restore);
         needs audit: {record_keys: true}."""
+        from retention import api_erase
+
         with _signals() as stopping:
             result = api_erase.reapply(
                 settings, table=table, dry_run=dry_run, stop_requested=stopping
