@@ -33,6 +33,7 @@ from retention.executor import Counts, count_rule, guard_verdict
 from retention.leases import LeaseTerms
 from retention.logs import get_logger
 from retention.metrics import Metrics, ping
+from retention.partitions import Verdict, for_plan
 from retention.plan import Plan, RulePlan
 from retention.planner import make_plan
 from retention.policy.loader import LoadedPolicy, load_policy
@@ -163,6 +164,7 @@ class PlannedRule:
     plan: RulePlan
     counts: Counts
     guard: str
+    partitions: tuple[Verdict, ...] = ()  # each partition of the table: does it go whole?
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,9 @@ def plan(
         planned = []
         with reachable(engine), read_only(engine) as conn:
             for rule_plan in compiled.rules:
-                counts = count_rule(conn, rule_plan)
-                planned.append(PlannedRule(rule_plan, counts, guard_verdict(rule_plan, counts)))
+                counts, verdict = count_rule(conn, rule_plan), guard_verdict
+                whole = tuple(for_plan(conn, rule_plan, backend_for(conn)))
+                planned.append(PlannedRule(rule_plan, counts, verdict(rule_plan, counts), whole))
         return PlanReport(compiled, tuple(planned), engine.dialect)
     finally:
         engine.dispose()

@@ -6,12 +6,14 @@ placeholders.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from retention.api import PlanReport, Validation
 from retention.executor import RuleResult
 from retention.outcomes import Status
+from retention.partitions import Verdict
 from retention.plan import RulePlan, render
 from retention.runner import RunResult
 
@@ -41,6 +43,7 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
             "next_run": _iso(p.next_run),
             "runs_after_rules_on_same_table": list(p.acts_first),
             "moved_after": [{"rule": r, "deletes_from": t} for r, t in p.moved_after],
+            "partitions": [_partition_data(v, report, show_sql) for v in planned.partitions],
         }
         if show_sql:
             item["sql"] = [
@@ -75,11 +78,38 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         lines.append(f"  guard          {guard}")
         lines.append(f"  next run       {_iso(p.next_run) or 'not scheduled'}")
         lines.extend(_order_notes(p))
+        lines.extend(_partition_lines(planned.partitions, report, show_sql))
         if show_sql:
             for step in p.steps:
                 lines.append(f"  -- {step.label}")
                 lines.append(f"  {render(step.statement, report.dialect)};")
     return "\n".join(lines)
+
+
+def _partition_data(v: Verdict, report: PlanReport, show_sql: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"partition": v.partition, "rows": v.rows, "whole": v.whole}
+    if not v.whole:
+        item["reason"] = v.reason
+    if show_sql and v.sql:
+        item["sql"] = [_sql(s, report) for s in v.sql]
+    return item
+
+
+def _partition_lines(verdicts: Sequence[Verdict], report: PlanReport, show_sql: bool) -> list[str]:
+    """Which partitions go whole (dropped, not deleted row by row), and why the others
+    do not; empty partitions are not worth a line."""
+    out = []
+    for v in verdicts:
+        if v.whole:
+            out.append(f"  partition      {v.partition} goes whole: {v.rows} rows")
+            out.extend(f"    {_sql(s, report)};" for s in v.sql if show_sql)
+        elif v.rows != 0:
+            out.append(f"  partition      {v.partition} by rows: {v.reason}")
+    return out
+
+
+def _sql(statement: Any, report: PlanReport) -> str:
+    return statement if isinstance(statement, str) else render(statement, report.dialect)
 
 
 def _order_notes(p: RulePlan) -> list[str]:
