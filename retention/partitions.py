@@ -22,7 +22,7 @@ the evidence of a removal nor certifies one that did not happen.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,10 +56,10 @@ class Verdict:
 
 
 def for_plan(conn: Connection, plan: RulePlan, backend: Backend) -> list[Verdict]:
-    """``verdicts``, each partition that goes whole with the statements it runs."""
+    """Whether each partition goes whole, with the statements it runs when it does."""
     return [
-        replace(v, sql=tuple(statements(conn, plan, backend, v.partition))) if v.whole else v
-        for v in verdicts(conn, plan, backend)
+        replace(v, sql=tuple(statements(conn, plan, backend, part))) if v.whole else v
+        for part, v in _judged(conn, plan, backend)
     ]
 
 
@@ -67,7 +67,9 @@ class _Kept(Exception):
     """A staged partition holds a row that must stay: its rows go by batches."""
 
 
-def verdicts(conn: Connection, plan: RulePlan, backend: Backend) -> list[Verdict]:
+def _judged(
+    conn: Connection, plan: RulePlan, backend: Backend
+) -> list[tuple[RangePartition, Verdict]]:
     """Each partition of the plan's table, read where it stands (``plan``, and a run
     before it takes a partition's locks)."""
     whole = plan.whole
@@ -76,10 +78,10 @@ def verdicts(conn: Connection, plan: RulePlan, backend: Backend) -> list[Verdict
     out = []
     for part in backend.range_partitions(conn, plan.table, whole.clock, whole.cut):
         if part.refused is not None:
-            out.append(Verdict(part.name, None, False, part.refused))
+            out.append((part, Verdict(part.name, None, False, part.refused)))
             continue
         rows, reason = check(conn, plan, _in_place(backend, plan, part))
-        out.append(Verdict(part.name, rows, reason is None, reason or ""))
+        out.append((part, Verdict(part.name, rows, reason is None, reason or "")))
     return out
 
 
@@ -105,10 +107,11 @@ def check(conn: Connection, plan: RulePlan, view: View) -> tuple[int, str | None
     return rows, "; ".join(reasons) or None
 
 
-def statements(conn: Connection, plan: RulePlan, backend: Backend, name: str) -> list[Any]:
-    """What dropping partition ``name`` whole runs, in order: SQL text and statements."""
+def statements(
+    conn: Connection, plan: RulePlan, backend: Backend, part: RangePartition
+) -> list[Any]:
+    """What dropping ``part`` whole runs, in order: SQL text and statements."""
     assert plan.whole is not None
-    part = RangePartition(name, plan.table.schema)
     drop = backend.whole_drop(conn, plan.table, part)
     view = _staged(plan, part, drop)
     reads: list[Any] = [
@@ -157,16 +160,13 @@ def drop_whole(executor: Executor, conn: Connection, plan: RulePlan, result: Rul
     if plan.whole is None:
         return
     with conn.begin():
-        going = [v.partition for v in verdicts(conn, plan, executor.backend) if v.whole]
-    for name in going:
+        going = [part for part, v in _judged(conn, plan, executor.backend) if v.whole]
+    for part in going:
         if executor._stopped(result):
             return
-        part = RangePartition(name, plan.table.schema)
         with conn.begin():
             drop = executor.backend.whole_drop(conn, plan.table, part)
-        for statement in drop.stage:
-            with conn.begin():
-                conn.execute(text(statement))
+        _autocommitted(conn, drop.stage)
         _counted(result, _settle(executor, conn, plan, part, drop))
 
 
@@ -213,6 +213,21 @@ def _settle(
     _finish(conn, drop)
     log.info("partition dropped whole", rule=plan.name, partition=part.name, rows=len(keys))
     return len(keys)
+
+
+def _autocommitted(conn: Connection, statements: Sequence[str]) -> None:
+    """DDL that commits on its own, run outside any transaction: MariaDB's EXCHANGE
+    PARTITION waits on its own session's locks forever when autocommit is off."""
+    if not statements:
+        return
+    level = conn.get_isolation_level()
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        for statement in statements:
+            with conn.begin():
+                conn.execute(text(statement))
+    finally:
+        conn.execution_options(isolation_level=level)
 
 
 def _finish(conn: Connection, drop: WholeDrop) -> None:
