@@ -23,6 +23,7 @@ the evidence of a removal nor certifies one that did not happen.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, Executable, Select, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from retention.audit.records import key_digest
-from retention.backends import Backend
+from retention.backends import Backend, describe_error
 from retention.backends.partitioning import RangePartition, WholeDrop, like, retarget
 from retention.logs import get_logger
 from retention.outcomes import Event
@@ -166,7 +167,13 @@ def drop_whole(executor: Executor, conn: Connection, plan: RulePlan, result: Rul
             return
         with conn.begin():
             drop = executor.backend.whole_drop(conn, plan.table, part)
-        _autocommitted(conn, drop.stage)
+        try:
+            _autocommitted(conn, drop.stage)
+        except DBAPIError as refused:  # no right to create or exchange: rows it is
+            _left_to_batches(part, refused)
+            with suppress(DBAPIError):
+                _finish(conn, drop)  # the staging table, if it was made (still empty)
+            continue
         _counted(result, _settle(executor, conn, plan, part, drop))
 
 
@@ -202,8 +209,7 @@ def _settle(
             executor.audit.append_keys(conn, executor.hash_key, plan.table.fullname, keys)
     except (_Kept, DBAPIError) as kept:
         # Rolled back whole: the partition is where it was (or its rows are put back).
-        why = str(kept) if isinstance(kept, _Kept) else type(kept.orig).__name__
-        log.warning("partition left to the row batches", partition=part.name, reason=why)
+        _left_to_batches(part, kept)
         if drop.put_back:
             with conn.begin():
                 for statement in drop.put_back:
@@ -213,6 +219,11 @@ def _settle(
     _finish(conn, drop)
     log.info("partition dropped whole", rule=plan.name, partition=part.name, rows=len(keys))
     return len(keys)
+
+
+def _left_to_batches(part: RangePartition, why: Exception) -> None:
+    reason = str(why) if isinstance(why, _Kept) else describe_error(why)
+    log.warning("partition left to the row batches", partition=part.name, reason=reason)
 
 
 def _autocommitted(conn: Connection, statements: Sequence[str]) -> None:

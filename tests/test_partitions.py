@@ -389,3 +389,31 @@ def test_staged_rows_that_must_stay_go_back_into_the_table(
     assert left(engine) == [2, 9, 10]
     assert partition_rows(engine, "events_2024") == 1
     api.verify(settings)
+
+
+def test_a_foreign_key_still_referencing_a_row_sends_the_partition_to_the_row_batches(
+    settings: Settings, engine: Engine
+) -> None:
+    """PostgreSQL refuses to detach a partition whose rows another table references (no
+    cascade of the rule names it): rolled back, and the rows go by batches, the foreign
+    key's ON DELETE CASCADE taking the reference with its row."""
+    if _dialect(engine) != "postgresql":
+        pytest.skip("MariaDB's partitioned tables have no foreign keys")
+    create_events(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE event_refs (id integer PRIMARY KEY, event_id integer, "
+                "event_at timestamp, FOREIGN KEY (event_id, event_at) "
+                "REFERENCES events (id, created_at) ON DELETE CASCADE)"
+            )
+        )
+        conn.execute(text("INSERT INTO event_refs VALUES (1, 5, '2025-01-10')"))
+    policy(settings)
+    api.run(settings, now=NOW)
+    assert sorted(whole(engine)) == ["events_2024"]
+    assert left(engine) == [9, 10]
+    assert partition_rows(engine, "events_2025_01") == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM event_refs")).scalar_one() == 0
+    api.verify(settings)
