@@ -27,7 +27,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Executable, Select, inspect, select, text
+from sqlalchemy import Connection, Executable, Integer, Select, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from retention.audit.records import key_digest
@@ -138,22 +138,32 @@ def recover(executor: Executor, conn: Connection, plan: RulePlan, result: RuleRe
             if d.stage and inspect(conn).has_table(d.rows_in, schema=p.schema)
         ]
     for part, drop in left:
-        with conn.begin():
-            keys = _keys(conn, plan, _staged(plan, part, drop))
-            digest = key_digest(executor.hash_key, keys)
-            records = executor.audit.records
-            recorded = conn.execute(
-                select(records.c.seq)
-                .where(records.c.event == Event.BATCH)
-                .where(records.c.table_name == plan.table.fullname)
-                .where(records.c.key_digest == digest)
-                .limit(1)
-            ).first()
         log.warning("staged partition found", rule=plan.name, partition=part.name)
-        if not keys or recorded is not None:
-            _finish(conn, drop)
-        else:
+        staged = _certified(executor, conn, plan, part, drop)
+        if staged is None:  # its rows are not recorded: recorded now, or put back
             _counted(result, _settle(executor, conn, plan, part, drop))
+        else:
+            _finish(conn, drop)
+
+
+def _certified(
+    executor: Executor, conn: Connection, plan: RulePlan, part: RangePartition, drop: WholeDrop
+) -> int | None:
+    """How many rows the staging table holds when none, or when a batch record
+    certifies exactly its keys (their removal was recorded); None otherwise."""
+    with conn.begin():
+        keys = _keys(conn, plan, _staged(plan, part, drop))
+        if not keys:
+            return 0
+        records = executor.audit.records
+        recorded = conn.execute(
+            select(records.c.seq)
+            .where(records.c.event == Event.BATCH)
+            .where(records.c.table_name == plan.table.fullname)
+            .where(records.c.key_digest == key_digest(executor.hash_key, keys))
+            .limit(1)
+        ).first()
+    return len(keys) if recorded is not None else None
 
 
 def drop_whole(executor: Executor, conn: Connection, plan: RulePlan, result: RuleResult) -> None:
@@ -166,13 +176,16 @@ def drop_whole(executor: Executor, conn: Connection, plan: RulePlan, result: Rul
         if executor._stopped(result):
             return
         with conn.begin():
+            if executor.lease is not None:  # nothing is staged by a run that lost its lease
+                executor.lease[0].check(conn, executor.lease[1])
             drop = executor.backend.whole_drop(conn, plan.table, part)
         try:
             _autocommitted(conn, drop.stage)
         except DBAPIError as refused:  # no right to create or exchange: rows it is
             _left_to_batches(part, refused)
             with suppress(DBAPIError):
-                _finish(conn, drop)  # the staging table, if it was made (still empty)
+                if _certified(executor, conn, plan, part, drop) == 0:
+                    _finish(conn, drop)  # made, and empty: not exchanged
             continue
         _counted(result, _settle(executor, conn, plan, part, drop))
 
@@ -208,14 +221,18 @@ def _settle(
             )
             executor.audit.append_keys(conn, executor.hash_key, plan.table.fullname, keys)
     except (_Kept, DBAPIError) as kept:
-        # Rolled back whole: the partition is where it was (or its rows are put back).
+        # Rolled back: the partition is where it was, or its rows are put back, unless a
+        # failed commit did commit the record (then they are gone, recorded).
         _left_to_batches(part, kept)
-        if drop.put_back:
+        done = None
+        if drop.stage and isinstance(kept, DBAPIError):
+            done = _certified(executor, conn, plan, part, drop)
+        if not done and drop.put_back:
             with conn.begin():
                 for statement in drop.put_back:
                     conn.execute(text(statement))
         _finish(conn, drop)
-        return None
+        return done
     _finish(conn, drop)
     log.info("partition dropped whole", rule=plan.name, partition=part.name, rows=len(keys))
     return len(keys)
@@ -255,7 +272,14 @@ def _counted(result: RuleResult, rows: int | None) -> None:
 
 def _keys(conn: Connection, plan: RulePlan, view: View) -> list[tuple[Any, ...]]:
     assert plan.whole is not None
-    return [tuple(row) for row in conn.execute(view(plan.whole.keys))]
+    read = conn.execute(view(plan.whole.keys))
+    if all(isinstance(plan.table.c[k].type, Integer) for k in plan.key):
+        # Integers come from the driver as they would through a Row: its tuples, read at
+        # once, are several times faster than a Row per key (millions of them).
+        keys = list(read.cursor.fetchall())
+        read.close()
+        return keys
+    return [tuple(row) for row in read.all()]
 
 
 def _in_place(backend: Backend, plan: RulePlan, part: RangePartition) -> View:

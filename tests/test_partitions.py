@@ -157,10 +157,12 @@ def whole(engine: Engine) -> dict[str, dict[str, Any]]:
     return {b["details"]["partition"]: b for b in batches(engine) if "partition" in b["details"]}
 
 
-def digest_of(ids: list[int]) -> str:
-    """The key digest over (id, created_at) keys, computed here from its definition:
-    HMAC-SHA-256 over the sorted keys as compact JSON, timestamps in ISO form."""
-    keys = sorted([i, datetime.fromisoformat(ROWS[i][0]).isoformat()] for i in ids)
+def digest_of(ids: list[int], *, by_id: bool = False) -> str:
+    """The key digest over (id, created_at) keys (or id alone), computed here from its
+    definition: HMAC-SHA-256 over the sorted keys as compact JSON, timestamps in ISO form."""
+    keys: list[list[Any]] = sorted(
+        [i] if by_id else [i, datetime.fromisoformat(ROWS[i][0]).isoformat()] for i in ids
+    )
     message = json.dumps(keys, separators=(",", ":")).encode()
     return hmac.new(HASH_KEY.encode(), message, hashlib.sha256).hexdigest()
 
@@ -183,12 +185,13 @@ def partition_rows(engine: Engine, name: str) -> int | None:
         )
 
 
+@pytest.mark.parametrize("by_id", [False, True], ids=["primary-key", "integer-key"])
 def test_partitions_wholly_due_go_whole_with_the_evidence_of_their_rows(
-    settings: Settings, engine: Engine
+    settings: Settings, engine: Engine, by_id: bool
 ) -> None:
     _servers_only(engine)
     create_events(engine)
-    policy(settings)
+    policy(settings, **({"key": ["id"]} if by_id else {}))
     result = api.run(settings, now=NOW)
     assert result.rules[0].rows == 8
     assert left(engine) == [9, 10]
@@ -196,17 +199,15 @@ def test_partitions_wholly_due_go_whole_with_the_evidence_of_their_rows(
     assert sorted(went) == ["events_2024", "events_2025_01"]
     for name, ids in (("events_2024", [1, 2, 3]), ("events_2025_01", [4, 5, 6])):
         assert went[name]["row_count"] == 3
-        assert went[name]["key_digest"] == digest_of(ids)
-        expected = {
-            removed_key_digest(HASH_KEY.encode(), "events", [i, datetime.fromisoformat(ROWS[i][0])])
-            for i in ids
-        }
+        assert went[name]["key_digest"] == digest_of(ids, by_id=by_id)
+        keys = {i: [i] if by_id else [i, datetime.fromisoformat(ROWS[i][0])] for i in ids}
+        expected = {removed_key_digest(HASH_KEY.encode(), "events", keys[i]) for i in ids}
         assert proofs(engine, went[name]["seq"]) == expected
         assert not partition_rows(engine, name)  # dropped, or left empty
     # The straddling partition's due rows went by a batch of rows.
     by_rows = [b for b in batches(engine) if "partition" not in b["details"]]
     assert [b["row_count"] for b in by_rows] == [2]
-    assert by_rows[0]["key_digest"] == digest_of([7, 8])
+    assert by_rows[0]["key_digest"] == digest_of([7, 8], by_id=by_id)
     assert partition_rows(engine, "events_2025_02") == 1
     api.verify(settings)
     again = api.run(settings, now=NOW)
