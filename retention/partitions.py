@@ -172,8 +172,9 @@ def drop_whole(executor: Executor, conn: Connection, plan: RulePlan, result: Rul
         return
     with conn.begin():
         going = [part for part, v in _judged(conn, plan, executor.backend) if v.whole]
+    limit = executor.control.max_batches  # a partition is one batch (the batches stop too)
     for part in going:
-        if executor._stopped(result):
+        if executor._stopped(result) or (limit is not None and result.batches >= limit):
             return
         with conn.begin():
             if executor.lease is not None:  # nothing is staged by a run that lost its lease

@@ -283,6 +283,21 @@ def test_one_row_that_must_stay_sends_its_partition_to_the_row_batches(
     api.verify(settings)
 
 
+def test_an_anonymise_rule_or_max_batches_never_drops_more_than_it_may(
+    settings: Settings, engine: Engine
+) -> None:
+    """Anonymising keeps the rows: no partition goes; ``--max-batches 1`` takes one."""
+    _servers_only(engine)
+    create_events(engine)
+    policy(settings, action="anonymise", set={"kind": None})
+    assert api.plan(settings, now=NOW).rules[0].partitions == ()
+    policy(settings)
+    result = api.run(settings, now=NOW, max_batches=1)
+    assert result.rules[0].status == "partial"
+    assert sorted(whole(engine)) == ["events_2024"]
+    assert left(engine) == [4, 5, 6, 7, 8, 9, 10]
+
+
 def test_a_null_clock_in_the_first_partition_keeps_it_from_going_whole(
     settings: Settings, engine: Engine
 ) -> None:
