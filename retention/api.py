@@ -222,9 +222,10 @@ def plan(
         planned = []
         with reachable(engine), read_only(engine) as conn:
             for rule_plan in compiled.rules:
-                counts, verdict = count_rule(conn, rule_plan), guard_verdict
+                counts = count_rule(conn, rule_plan)
+                verdict = guard_verdict(rule_plan, counts)
                 whole = tuple(for_plan(conn, rule_plan, backend_for(conn)))
-                planned.append(PlannedRule(rule_plan, counts, verdict(rule_plan, counts), whole))
+                planned.append(PlannedRule(rule_plan, counts, verdict, whole))
         return PlanReport(compiled, tuple(planned), engine.dialect)
     finally:
         engine.dispose()

@@ -77,7 +77,7 @@ class Step:
 class WholePartitions:
     """What a delete rule whose clock is its table's own column needs to drop a RANGE
     partition of that table whole (``retention/partitions.py``): the statements are over
-    the table, and read one partition when pointed at it (``partitions.retarget``)."""
+    the table, and read one partition when pointed at it (``backends.partitioning.retarget``)."""
 
     clock: str  # the table's column the rule's clock reads
     cut: Any  # the cutoff as that column compares it (the value ``:cutoff`` binds)

@@ -433,3 +433,23 @@ def test_a_foreign_key_still_referencing_a_row_sends_the_partition_to_the_row_ba
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM event_refs")).scalar_one() == 0
     api.verify(settings)
+
+
+def test_a_partition_read_in_place_of_its_table_leaves_a_relation_to_the_table_whole() -> None:
+    """Conditions are read on the partition as on the table; a related row of the same
+    table (an alias of it) is still looked for in the whole table."""
+    from sqlalchemy import Column, Integer, MetaData, Table, exists, select
+    from sqlalchemy.dialects import postgresql
+
+    from retention.backends.partitioning import like, retarget
+
+    events = Table("events", MetaData(), Column("id", Integer), Column("user_id", Integer))
+    other = events.alias("rel0")
+    newer = exists(select(1).select_from(other).where(other.c.user_id == events.c.user_id))
+    statement = select(events.c.id).where(newer)
+    sql = str(
+        retarget(statement, events, like(events, "events_p1")).compile(dialect=postgresql.dialect())
+    )
+    assert "FROM events_p1 AS events" in sql
+    assert "FROM events AS rel0" in sql
+    assert "rel0.user_id = events.user_id" in sql

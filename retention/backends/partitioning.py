@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, Table, column
-from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.sql.expression import Alias, TableClause
 from sqlalchemy.sql.visitors import replacement_traverse
 
 E = TypeVar("E")  # a statement: Select, Executable
@@ -59,10 +59,13 @@ def like(table: Table, name: str, schema: str | None = None) -> TableClause:
 def retarget(statement: E, table: Table, other: TableClause) -> E:
     """``statement`` reading ``other`` (a partition, a staging table, made by ``like``)
     where it read ``table``: ``FROM other AS table``, so every condition, however
-    correlated, reads as it did."""
+    correlated, reads as it did. An alias of ``table`` (a relation to another row of the
+    same table) still reads the whole table."""
     alias = other.alias(table.name)
 
     def swap(element: Any, **_: Any) -> Any:
+        if isinstance(element, Alias) and element.element is table:
+            return element  # a related row of the same table: still read in all of it
         if element is table:
             return alias
         if isinstance(element, Column) and element.table is table:
