@@ -32,6 +32,7 @@ from retention.db import lock_waits, make_engine, reachable, require_writable, s
 from retention.errors import DatabaseUnavailable, PolicyError, UsageError
 from retention.executor import Counts, count_rule, guard_verdict
 from retention.leases import LeaseTerms
+from retention.partitions import Verdict, for_plan
 from retention.plan import Plan, RulePlan
 from retention.planner import make_plan
 from retention.policy.loader import LoadedPolicy
@@ -140,6 +141,7 @@ class PlannedRule:
     plan: RulePlan
     counts: Counts
     guard: str
+    partitions: tuple[Verdict, ...] = ()  # each partition of the table: does it go whole?
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,9 @@ def plan(
         with reachable(engine), read_only(engine) as conn:
             for rule_plan in compiled.rules:
                 counts = count_rule(conn, rule_plan)
-                planned.append(PlannedRule(rule_plan, counts, guard_verdict(rule_plan, counts)))
+                verdict = guard_verdict(rule_plan, counts)
+                whole = tuple(for_plan(conn, rule_plan, backend_for(conn)))
+                planned.append(PlannedRule(rule_plan, counts, verdict, whole))
         return PlanReport(compiled, tuple(planned), engine.dialect)
     finally:
         engine.dispose()

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
+from retention import partitions
 from retention.audit.records import key_digest
 from retention.audit.writer import AuditWriter
 from retention.backends import Backend, backend_for, describe_error
@@ -212,6 +213,7 @@ class Executor:
         return RuleResult.of(plan, Status.SKIPPED)
 
     def _run(self, conn: Connection, plan: RulePlan, result: RuleResult, started: float) -> None:
+        partitions.recover(self, conn, plan, result)  # a crashed run's staged partition
         with conn.begin():
             counts = count_rule(conn, plan, dependents=False)
         result.counts = counts
@@ -228,6 +230,8 @@ class Executor:
             log.warning("guard tripped", rule=plan.name, verdict=result.guard)
             return
         result.guard_overridden = result.guard != "ok"
+        if counts.due:  # partitions that go whole first, then the row batches do the rest
+            partitions.drop_whole(self, conn, plan, result)
         self._batches(conn, plan, result, counts)
         result.seconds = self.control.monotonic() - started
         details: dict[str, Any] = {

@@ -74,6 +74,20 @@ class Step:
 
 
 @dataclass(frozen=True)
+class WholePartitions:
+    """What a delete rule whose clock is its table's own column needs to drop a RANGE
+    partition of that table whole (``retention/partitions.py``): the statements are over
+    the table, and read one partition when pointed at it (``backends.partitioning.retarget``)."""
+
+    clock: str  # the table's column the rule's clock reads
+    cut: Any  # the cutoff as that column compares it (the value ``:cutoff`` binds)
+    keys: Executable  # every row's key, in key order
+    #: per top-level cascade: (its table, the count of its rows linking to any row of ours,
+    #: whatever the cascade's ``where``)
+    dependents: tuple[tuple[str, Executable], ...]
+
+
+@dataclass(frozen=True)
 class RulePlan:
     """One rule compiled against the reflected schema, at one clock reading."""
 
@@ -98,6 +112,8 @@ class RulePlan:
     moved_after: tuple[tuple[str, str], ...] = ()
     # Seconds a replica may lag before the next batch waits (SPEC 5; None: not watched).
     max_lag: float | None = None
+    # Set where a partition of the table may go whole (a delete rule on its own clock).
+    whole: WholePartitions | None = None
 
     @property
     def name(self) -> str:

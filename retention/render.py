@@ -6,6 +6,7 @@ placeholders.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
     from retention.api import PlanReport, Validation
     from retention.executor import RuleResult
+    from retention.partitions import Verdict
     from retention.plan import RulePlan
     from retention.runner import RunResult
 
@@ -45,6 +47,7 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
             "next_run": _iso(p.next_run),
             "runs_after_rules_on_same_table": list(p.acts_first),
             "moved_after": [{"rule": r, "deletes_from": t} for r, t in p.moved_after],
+            "partitions": [_partition_data(v, report, show_sql) for v in planned.partitions],
         }
         if show_sql:
             item["sql"] = [
@@ -79,6 +82,7 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         lines.append(f"  guard          {guard}")
         lines.append(f"  next run       {_iso(p.next_run) or 'not scheduled'}")
         lines.extend(_order_notes(p))
+        lines.extend(_partition_lines(planned.partitions, report, show_sql))
         if show_sql:
             for step in p.steps:
                 lines.append(f"  -- {step.label}")
@@ -91,6 +95,32 @@ def _sql(statement: Executable, dialect: Dialect) -> str:
     from retention.plan import render  # noqa: PLC0415
 
     return render(statement, dialect)
+
+
+def _partition_data(v: Verdict, report: PlanReport, show_sql: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"partition": v.partition, "rows": v.rows, "whole": v.whole}
+    if not v.whole:
+        item["reason"] = v.reason
+    if show_sql and v.sql:
+        item["sql"] = [_partition_sql(s, report) for s in v.sql]
+    return item
+
+
+def _partition_lines(verdicts: Sequence[Verdict], report: PlanReport, show_sql: bool) -> list[str]:
+    """Which partitions go whole (dropped, not deleted row by row), and why the others
+    do not; empty partitions are not worth a line."""
+    out = []
+    for v in verdicts:
+        if v.whole:
+            out.append(f"  partition      {v.partition} goes whole: {v.rows} rows")
+            out.extend(f"    {_partition_sql(s, report)};" for s in v.sql if show_sql)
+        elif v.rows != 0:
+            out.append(f"  partition      {v.partition} by rows: {v.reason}")
+    return out
+
+
+def _partition_sql(statement: Any, report: PlanReport) -> str:
+    return statement if isinstance(statement, str) else _sql(statement, report.dialect)
 
 
 def _order_notes(p: RulePlan) -> list[str]:

@@ -23,6 +23,7 @@ from sqlalchemy.schema import MetaData, Table
 
 from retention.backends.errors import Conflict
 from retention.backends.lag import Lag
+from retention.backends.partitioning import E, RangePartition, WholeDrop
 from retention.backends.sqlite_catalog import OddValues
 
 
@@ -128,6 +129,23 @@ class Backend(Protocol):
     def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
         """The date/time columns of ``table`` holding values that do not compare in time
         order (only where columns keep any value), by name."""
+        ...
+
+    # --- partitions (retention/partitions.py) ------------------------------------------
+    def range_partitions(
+        self, conn: Connection, table: Table, column: str, cut: Any
+    ) -> list[RangePartition]:
+        """The partitions of ``table`` (none when it is not partitioned), each refused
+        when it can never go whole: not a RANGE on ``column``, DEFAULT or MAXVALUE, or an
+        upper bound above ``cut`` (compared as the column compares it)."""
+        ...
+
+    def partition_rows(self, statement: E, table: Table, partition: RangePartition) -> E:
+        """``statement`` reading only ``partition``'s rows where it read ``table``'s."""
+        ...
+
+    def whole_drop(self, conn: Connection, table: Table, partition: RangePartition) -> WholeDrop:
+        """The statements that take ``partition`` off ``table`` whole."""
         ...
 
     # --- reading back -----------------------------------------------------------------

@@ -15,6 +15,7 @@ from retention.backends import errors
 from retention.backends.errors import Conflict
 from retention.backends.lag import Lag
 from retention.backends.pads import hmac_params
+from retention.backends.partitioning import E, RangePartition, WholeDrop, like, retarget
 from retention.backends.sqlite_catalog import OddValues
 
 APPEND_ONLY = "retention audit log is append-only"
@@ -79,6 +80,17 @@ class DefaultBackend:
 
     def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
         return {}  # the column's type is enforced
+
+    def range_partitions(
+        self, conn: Connection, table: Table, column: str, cut: Any
+    ) -> list[RangePartition]:
+        return []  # no partitions (SQLite)
+
+    def partition_rows(self, statement: E, table: Table, partition: RangePartition) -> E:
+        return retarget(statement, table, like(table, partition.name, partition.schema))
+
+    def whole_drop(self, conn: Connection, table: Table, partition: RangePartition) -> WholeDrop:
+        raise NotImplementedError(f"{self.dialect} has no partitions to drop")
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return False

@@ -37,11 +37,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.types import Date, DateTime
 
-from retention.backends import errors, strategies
+from retention.backends import errors, mysql_partitions, strategies
 from retention.backends.addresses import IPV4, IPV6
 from retention.backends.defaults import DefaultBackend
 from retention.backends.errors import Conflict
 from retention.backends.lag import Lag
+from retention.backends.mysql_partitions import OnePartition
+from retention.backends.partitioning import E, RangePartition, WholeDrop, retarget
 from retention.backends.registry import register
 from retention.backends.types import INET4, INET6
 
@@ -185,6 +187,17 @@ class MySQLBackend(DefaultBackend):
         finally:
             conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": key})
             conn.commit()
+
+    def range_partitions(
+        self, conn: Connection, table: Table, column: str, cut: Any
+    ) -> list[RangePartition]:
+        return mysql_partitions.range_partitions(conn, table, column, cut)
+
+    def partition_rows(self, statement: E, table: Table, partition: RangePartition) -> E:
+        return retarget(statement, table, OnePartition(table, partition.name))
+
+    def whole_drop(self, conn: Connection, table: Table, partition: RangePartition) -> WholeDrop:
+        return mysql_partitions.whole_drop(conn, table, partition)
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return errors.error_number(exc.orig) in RETRYABLE

@@ -9,6 +9,7 @@ a malformed address, so only exact address forms reach it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,17 +27,20 @@ from sqlalchemy import (
     event,
     func,
     literal,
+    select,
     text,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR, INET
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.types import Date, DateTime
+from sqlalchemy.schema import Table
+from sqlalchemy.types import Date, DateTime, Text
 
 from retention.backends import errors, strategies
 from retention.backends.addresses import IPV4, IPV6
 from retention.backends.defaults import APPEND_ONLY, DefaultBackend
 from retention.backends.lag import Lag
+from retention.backends.partitioning import RangePartition, WholeDrop
 from retention.backends.registry import register
 
 # Deadlock, serialisation failure, lock wait timed out: worth a retry.
@@ -53,6 +57,17 @@ REPLICATION_LAG_QUERY = (
 )
 # pg_stat_replication hides the positions from a role without pg_read_all_stats.
 REPLAY_UNKNOWN = "replay position not visible (grant pg_monitor to the run's role)"
+# The partitions of a table (none when it is not partitioned), with their bounds and
+# whether the table is RANGE-partitioned on :column alone.
+PARTITIONS_QUERY = (
+    "SELECT c.relname, n.nspname, c.relkind, pg_get_expr(c.relpartbound, c.oid), "
+    "pg_get_partkeydef(i.inhparent) = 'RANGE (' || quote_ident(:column) || ')' "
+    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class t ON t.oid = i.inhparent "
+    "WHERE i.inhparent = CAST(:parent AS regclass) AND t.relkind = 'p' ORDER BY c.relname"
+)
+# The upper bound of a partition of one column: FOR VALUES FROM (...) TO ('2025-02-01...')
+_UPPER = re.compile(r"\bTO \((.*)\)$")
 # Password refused, no such role, no such database.
 CONFIGURATION = frozenset({"28P01", "28000", "3D000"})
 # The same refusals while connecting, where psycopg has no SQLSTATE, only libpq's text.
@@ -170,6 +185,39 @@ class PostgreSQLBackend(DefaultBackend):
     def is_retryable(self, exc: DBAPIError) -> bool:
         return errors.sqlstate(exc.orig) in RETRYABLE
 
+    def range_partitions(
+        self, conn: Connection, table: Table, column: str, cut: Any
+    ) -> list[RangePartition]:
+        parent = conn.dialect.identifier_preparer.format_table(table)
+        found = []
+        params = {"parent": parent, "column": column}
+        for name, schema, kind, bound, on_clock in conn.execute(text(PARTITIONS_QUERY), params):
+            refused = None
+            upper = _UPPER.search(bound)
+            if not on_clock:
+                refused = f"the table is not RANGE-partitioned on {column} alone"
+            elif kind != "r":
+                refused = "it is partitioned itself"
+            elif upper is None:
+                refused = "it is the DEFAULT partition"
+            elif upper.group(1) == "MAXVALUE":
+                refused = "its upper bound is MAXVALUE"
+            elif not _before(conn, table.c[column], upper.group(1), cut):
+                refused = "it reaches past the cutoff"
+            found.append(RangePartition(name, schema, refused))
+        return found
+
+    def whole_drop(self, conn: Connection, table: Table, partition: RangePartition) -> WholeDrop:
+        # DDL is transactional here: the partition is detached (which takes the parent's
+        # lock), checked, read and dropped in the audit record's own transaction.
+        q = conn.dialect.identifier_preparer
+        part = f"{q.quote_schema(partition.schema or 'public')}.{q.quote(partition.name)}"
+        return WholeDrop(
+            rows_in=partition.name,
+            take=(f"ALTER TABLE {q.format_table(table)} DETACH PARTITION {part}",),
+            remove=(f"DROP TABLE {part}",),
+        )
+
     def replication_lag(self, conn: Connection) -> list[Lag]:
         # A standby that replayed every byte is not behind, whatever replay_lag still
         # shows (it is cleared only at the standby's next status message).
@@ -194,6 +242,14 @@ class PostgreSQLBackend(DefaultBackend):
             return True
         text = str(exc.orig).lower()
         return any(marker in text for marker in _REFUSED_AT_CONNECT)
+
+
+def _before(conn: Connection, clock: Any, upper: str, cut: Any) -> bool:
+    """Whether an upper bound as ``pg_get_expr`` prints it ('2025-02-01 00:00:00+00', 42)
+    is at or before the cutoff, compared in the clock's own type."""
+    literal_text = upper[1:-1].replace("''", "'") if upper.startswith("'") else upper
+    bound = cast(bindparam("upper", literal_text, type_=Text()), clock.type)
+    return bool(conn.execute(select(bound <= bindparam("cut", cut, type_=clock.type))).scalar())
 
 
 @strategies.compiles_as(strategies.HmacHex, "postgresql")

@@ -51,6 +51,7 @@ from retention.plan import (
 )
 from retention.planner.cascades import PlannedCascade, count_steps, dependents_steps
 from retention.planner.conditions import Compiler, adapt_instant
+from retention.planner.whole import whole_partitions
 from retention.policy.model import Cascade, Policy, Rule
 from retention.policy.strategies import Strategy
 from retention.schedules import next_fire_time
@@ -234,6 +235,7 @@ class RulePlanner:
             next_run=next_fire_time(schedule, tz, self.now) if schedule else None,
             steps=tuple(steps),
             clock=self.age(rule, table),
+            whole=whole_partitions(self, rule, table, key, cut),
         )
 
     def past(self, rule: Rule, table: Table, cut: datetime) -> ColumnElement[bool]:
