@@ -26,10 +26,10 @@ from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.backends import backend_for
 from retention.catalog import Catalog, reflect, suggest
 from retention.control import Control
+from retention.counting import Counts, count_rule, guard_verdict
 from retention.db import lock_waits, make_engine, reachable, require_writable, shown_url
 from retention.demo import create_demo
 from retention.errors import DatabaseUnavailable, PolicyError, UsageError
-from retention.executor import Counts, count_rule, guard_verdict
 from retention.leases import LeaseTerms
 from retention.logs import get_logger
 from retention.metrics import Metrics, ping
