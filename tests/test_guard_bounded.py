@@ -26,6 +26,7 @@ from test_guards_and_dry_run import (
 )
 
 from retention import api
+from retention.backends import backend_for
 from retention.render import plan_text
 from retention.settings import Settings
 
@@ -228,3 +229,14 @@ def test_show_sql_shows_the_bounded_guard_count(settings: Settings, engine: Engi
     assert statement.startswith("  SELECT count(*) AS count_1 FROM (SELECT 1 FROM feedback")
     assert "LIMIT" in statement and statement.endswith(") AS upto;")
     assert "  -- count rows in table, up to what settles max_fraction (for run)" in shown
+
+
+def test_the_catalog_estimate_is_read_where_the_database_keeps_one(engine: Engine) -> None:
+    """Only a hint for choosing the count's statement: None on SQLite, which keeps none."""
+    feedback = make_feedback(engine, due=6, fresh=4)
+    analyse(engine)
+
+    with engine.connect() as conn:
+        estimate = backend_for(conn).row_estimate(conn, feedback)
+
+    assert estimate == (None if engine.dialect.name == "sqlite" else 10)

@@ -125,6 +125,12 @@ class Backend(Protocol):
         order (only where columns keep any value), by name."""
         ...
 
+    def row_estimate(self, conn: Connection, table: Table) -> int | None:
+        """The catalog's estimate of ``table``'s rows (statistics, never counted), or None
+        where there is none. Only ever a hint for choosing how to count: it may be far
+        off either way (counting.py)."""
+        ...
+
     # --- reading back -----------------------------------------------------------------
     #: whether a column holds only values of its declared type (SQLite keeps any value,
     #: so a timestamp column can hold text that does not parse as one)

@@ -180,7 +180,8 @@ class RulePlanner:
             ),
             Step(
                 StepKind.COUNT_TOTAL,
-                "count rows in table (for max_fraction)",
+                "count rows in table (for max_fraction; in run, where the catalog estimates "
+                "fewer rows than the bounded count below would read)",
                 select(func.count()).select_from(table),
                 name,
             ),

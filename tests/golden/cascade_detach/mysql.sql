@@ -1,7 +1,7 @@
 -- rule closed-accounts-after-1-year
 -- count rows past the cutoff: due, kept by unless, kept by holds
 SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s ELSE %(param_2)s END), %(coalesce_1)s) AS kept_unless, coalesce(sum(CASE WHEN false THEN %(param_3)s ELSE %(param_4)s END), %(coalesce_2)s) AS kept_holds FROM accounts WHERE accounts.closed_at < %(cutoff)s;
--- count rows in table (for max_fraction)
+-- count rows in table (for max_fraction; in run, where the catalog estimates fewer rows than the bounded count below would read)
 SELECT count(*) AS count_1 FROM accounts;
 -- count due rows, up to one past the guard's max_rows (for run)
 SELECT count(*) AS count_1 FROM (SELECT 1 FROM accounts WHERE accounts.closed_at < %(cutoff)s LIMIT %(guard_bound)s) AS upto;
