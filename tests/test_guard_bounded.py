@@ -240,3 +240,25 @@ def test_the_catalog_estimate_is_read_where_the_database_keeps_one(engine: Engin
         estimate = backend_for(conn).row_estimate(conn, feedback)
 
     assert estimate == (None if engine.dialect.name == "sqlite" else 10)
+
+
+def test_the_report_says_a_run_did_not_count_the_kept_rows_never_zero(
+    settings: Settings, engine: Engine
+) -> None:
+    kept_feedback(engine)
+    write_policy(settings.policy_file, KEPT_POLICY.replace("GUARD", "{max_rows: 4}"))
+    api.run(settings, now=NOW)
+
+    page = invoke(settings, "audit", "report", "--format", "html")
+    data = json.loads(invoke(settings, "audit", "report", "--format", "json").stdout)
+
+    assert page.exit_code == 0, page.output
+    assert "not counted by this run" in page.stdout
+    (rule,) = data["rules"]
+    (run,) = rule["runs"]
+    assert (run["rows"], run["due"], run["kept_counted"]) == (4, 4, False)
+    assert (run["kept_unless"], run["kept_holds"], rule["kept_by_holds_at_last_run"]) == (
+        None,
+        None,
+        None,
+    )

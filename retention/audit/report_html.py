@@ -301,7 +301,7 @@ NOT_COUNTED = "not counted by this run"
 
 
 def _or_not_counted(value: int | None) -> int | str:
-    return "not counted" if value is None else value
+    return "not counted by the last run" if value is None else value
 
 
 def _oldest(rule: dict[str, Any]) -> str:
@@ -355,7 +355,7 @@ def render_html(data: dict[str, Any]) -> str:
             len(r["runs"]),
             r["rows"][0]["rows"],
             sum(x["rows"] for x in r["rows"][1:]),
-            _or_not_counted(r["kept_by_holds_at_last_run"]),
+            _or_not_counted(r["kept_by_holds_at_last_run"]) if r["runs"] else None,
             _oldest_cell(r["oldest_kept_days"]),
             f"{len(r['guard_trips'])} / {len(r['failures'])}",
         ]
