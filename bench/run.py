@@ -640,7 +640,7 @@ def child_tool(url: str, policy: Path) -> dict:
     batches: list[float] = []
     counting: list[float] = []
     orig_batch = ex.Executor._one_batch
-    orig_count = ex.count_rule
+    orig_count = ex.counts_for_run
 
     def timed_batch(self, conn, plan, *args):  # the whole transaction: begin .. commit
         s = time.perf_counter()
@@ -658,7 +658,7 @@ def child_tool(url: str, policy: Path) -> dict:
     if os.environ.get("BENCH_WHATIF"):
         apply_whatif()
     ex.Executor._one_batch = timed_batch
-    ex.count_rule = timed_count
+    ex.counts_for_run = timed_count
     settings = load_settings(database_url=url, policy_file=policy)
     s = time.perf_counter()
     result = api.run(settings, now=NOW)

@@ -28,9 +28,9 @@ from retention.audit.writer import AuditWriter, ensure_audit_tables
 from retention.backends import backend_for
 from retention.catalog import Catalog, reflect, suggest
 from retention.control import Control
+from retention.counting import Counts, count_rule, guard_verdict
 from retention.db import lock_waits, make_engine, reachable, require_writable, shown_url
 from retention.errors import DatabaseUnavailable, PolicyError, UsageError
-from retention.executor import Counts, count_rule, guard_verdict
 from retention.leases import LeaseTerms
 from retention.partitions import Verdict, for_plan
 from retention.plan import Plan, RulePlan

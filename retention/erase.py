@@ -26,8 +26,9 @@ from retention.audit.writer import AuditWriter
 from retention.backends import backend_for
 from retention.catalog import Catalog
 from retention.control import Control
+from retention.counting import count_rule
 from retention.errors import ConfigError
-from retention.executor import Executor, RuleResult, count_rule
+from retention.executor import Executor, RuleResult
 from retention.leases import Leases, LeaseTerms, rule_lease, run_lease
 from retention.logs import get_logger
 from retention.outcomes import Event, ExitCode, Status
@@ -64,7 +65,7 @@ class ErasedRule:
             str(result.status),
             result.rows,
             dict(result.dependents),
-            counts.kept_unless if counts else 0,
+            (counts.kept_unless or 0) if counts else 0,  # erase plans are counted exactly
             result.error,
         )
 
@@ -173,7 +174,7 @@ class Eraser:
                         Status.PLANNED,
                         0 if request.held else counts.due,
                         {} if request.held else counts.dependents,
-                        counts.kept_unless,
+                        counts.kept_unless or 0,  # count_rule counts it: never None
                     )
                 )
             requests.append(request)

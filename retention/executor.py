@@ -24,6 +24,7 @@ from retention.audit.records import key_digest
 from retention.audit.writer import AuditWriter
 from retention.backends import Backend, backend_for, describe_error
 from retention.control import Control, Watchdog
+from retention.counting import Counts, counts_for_run, due_details, guard_verdict
 from retention.errors import LeaseLost, LockNotAcquired, RuleFailed
 from retention.leases import Lease, Leases
 from retention.logs import get_logger
@@ -41,17 +42,6 @@ from retention.plan import (
 from retention.throttle import BatchSizer, retrying
 
 log = get_logger("retention.executor")
-
-
-@dataclass
-class Counts:
-    total: int
-    due: int
-    kept_unless: int
-    kept_holds: int
-    dependents: dict[str, int]
-    #: rows past the cutoff, not kept, whose key is NULL: never selected (SPEC 2)
-    unaddressable: int = 0
 
 
 @dataclass
@@ -83,47 +73,6 @@ class RuleResult:
         return cls(
             plan.name, plan.table.fullname, plan.action, plan.cutoff, status, next_run=plan.next_run
         )
-
-
-def count_rule(conn: Connection, plan: RulePlan, *, dependents: bool = True) -> Counts:
-    """The counts a plan shows and the guard checks.
-
-    A run skips the dependents' counts (a join over every due row): it counts the
-    dependents it really handles, batch by batch.
-    """
-    found: dict[str, int] = {}
-    row = conn.execute(plan.statement(StepKind.COUNT_SELECTION)).one()
-    kept_unless, kept_holds = int(row.kept_unless), int(row.kept_holds)
-    unaddressable = int(row._mapping.get("unaddressable", 0))
-    due = int(row.matched) - kept_unless - kept_holds - unaddressable
-    if dependents:
-        for step in plan.steps:
-            if step.kind is StepKind.COUNT_DEPENDENTS:
-                n = int(conn.execute(step.statement).scalar_one())
-                found[step.table] = found.get(step.table, 0) + n
-    # The table's size only matters to a fraction guard, and only when something is due.
-    total = 0
-    if dependents or due:
-        total = int(conn.execute(plan.statement(StepKind.COUNT_TOTAL)).scalar_one())
-    return Counts(
-        total=total,
-        due=due,
-        kept_unless=kept_unless,
-        kept_holds=kept_holds,
-        dependents=found,
-        unaddressable=unaddressable,
-    )
-
-
-def guard_verdict(plan: RulePlan, counts: Counts) -> str:
-    """'ok', or why the guard trips: checked after counting, before the first write."""
-    guard = plan.guard
-    if counts.due > guard.max_rows:
-        return f"max_rows: {counts.due} due > {guard.max_rows}"
-    if counts.total and counts.due / counts.total > guard.max_fraction:
-        share = counts.due / counts.total
-        return f"max_fraction: {share:.3f} of the table due > {guard.max_fraction}"
-    return "ok"
 
 
 @dataclass
@@ -215,7 +164,8 @@ class Executor:
     def _run(self, conn: Connection, plan: RulePlan, result: RuleResult, started: float) -> None:
         partitions.recover(self, conn, plan, result)  # a crashed run's staged partition
         with conn.begin():
-            counts = count_rule(conn, plan, dependents=False)
+            # Exact counts where the guard is lifted: the run goes on whatever they are.
+            counts = counts_for_run(conn, plan, exact=self.override_guard)
         result.counts = counts
         result.guard = guard_verdict(plan, counts)
         if result.guard != "ok" and not self.override_guard:
@@ -225,7 +175,7 @@ class Executor:
                 Event.GUARD_TRIPPED,
                 **self._about(plan),
                 row_count=0,
-                details={"due": counts.due, "total": counts.total, "verdict": result.guard},
+                details={**due_details(counts, total=True), "verdict": result.guard},
             )
             log.warning("guard tripped", rule=plan.name, verdict=result.guard)
             return
@@ -235,9 +185,7 @@ class Executor:
         self._batches(conn, plan, result, counts)
         result.seconds = self.control.monotonic() - started
         details: dict[str, Any] = {
-            "due": counts.due,
-            "kept_unless": counts.kept_unless,
-            "kept_holds": counts.kept_holds,
+            **due_details(counts),  # a run counts no kept rows: none recorded
             "batches": result.batches,
             "complete": result.status == Status.DONE,
         }

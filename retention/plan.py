@@ -29,6 +29,9 @@ BATCH_LIMIT = "batch_limit"  # how many rows a batch takes (throttle.py may shri
 # Bound at planning time, named so ``--show-sql`` reads well.
 CUTOFF = "cutoff"
 MARK_TIME = "mark_time"
+# Bound by a run's guard count (counting.py): how far each count reads before it stops.
+GUARD_BOUND = "guard_bound"  # due rows: max_rows + 1
+TABLE_BOUND = "table_bound"  # the table's rows: enough to settle max_fraction
 # The HMAC pads of the ``hash`` strategy, bound per batch where no function holds the key.
 HMAC_INNER = "hmac_inner"
 HMAC_OUTER = "hmac_outer"
@@ -43,6 +46,8 @@ class StepKind(Enum):
     COUNT_SELECTION = "count_selection"  # rows past the cutoff: matched, kept_unless, kept_holds
     COUNT_TOTAL = "count_total"  # rows in the table (for max_fraction)
     COUNT_DEPENDENTS = "count_dependents"  # dependents of every due row (for plan)
+    COUNT_GUARD = "count_guard"  # due rows, up to GUARD_BOUND (for run's guard)
+    COUNT_TABLE_UPTO = "count_table_upto"  # rows in the table, up to TABLE_BOUND (for run)
     KEY_TOP = "key_top"  # the highest key, which bounds the windows of keys
     SELECT_FIRST = "select_first"
     SELECT_WINDOW = "select_window"  # the next batch, within (last, upto]
@@ -52,6 +57,8 @@ class StepKind(Enum):
     APPLY = "apply"  # delete / anonymise the batch's rows, by KEYS
 
 
+#: the counts a run takes for its guard alone (counting.py), in place of the exact ones
+GUARD_COUNTS = frozenset({StepKind.COUNT_GUARD, StepKind.COUNT_TABLE_UPTO})
 #: the steps run inside each batch's transaction after its selection, in step order
 IN_BATCH = frozenset({StepKind.SELECT_DEPENDENTS, StepKind.APPLY_DEPENDENTS, StepKind.APPLY})
 

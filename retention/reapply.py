@@ -35,8 +35,9 @@ from retention.audit.writer import AuditWriter
 from retention.backends import backend_for
 from retention.catalog import Catalog
 from retention.control import Control
+from retention.counting import Counts, count_rule
 from retention.errors import ConfigError, LockNotAcquired, UsageError
-from retention.executor import Counts, Executor, count_rule
+from retention.executor import Executor
 from retention.leases import Leases, LeaseTerms, rule_lease, run_lease
 from retention.logs import get_logger
 from retention.outcomes import Event, ExitCode, Status
@@ -255,7 +256,7 @@ class Reapplier:
                     with conn.begin():
                         counts = count_rule(conn, plan, dependents=False)
                     about.recorded += len(matched)
-                    about.kept_holds += counts.kept_holds
+                    about.kept_holds += counts.kept_holds or 0  # exact: never None
                     self._page(executor, conn, plan, about)
         except LockNotAcquired as taken:
             about.status = executor.skipped(self.page_plan(rule, []), taken).status
@@ -309,7 +310,7 @@ class Reapplier:
 def _add_counts(about: Reapplied, recorded: int, counts: Counts) -> None:
     about.recorded += recorded
     about.rows += counts.due
-    about.kept_holds += counts.kept_holds
+    about.kept_holds += counts.kept_holds or 0  # exact: never None
     for name, n in counts.dependents.items():
         about.dependents[name] = about.dependents.get(name, 0) + n
 

@@ -149,7 +149,9 @@ def rule_data(r: RuleResult) -> dict[str, Any]:
         "action": r.action,
         "status": r.status,
         "cutoff": _iso(r.cutoff),
-        "due": c.due if c else None,
+        # A run counts due rows only up to its guard's bound: past it, a lower bound.
+        "due": c.due if c and not c.due_at_least else None,
+        "due_at_least": c.due if c and c.due_at_least else None,
         done_key: r.rows,
         "kept_by_unless": c.kept_unless if c else None,
         "kept_by_holds": c.kept_holds if c else None,
@@ -184,8 +186,9 @@ def run_text(result: RunResult) -> str:
         verb = "deleted" if r.action == "delete" else "anonymised"
         line = f"  {r.rule:<34} {r.status:<13}"
         if c is not None:
-            line += f" {verb} {r.rows} of {c.due} due"
-            line += f" (kept: {c.kept_unless} unless, {c.kept_holds} holds)"
+            line += f" {verb} {r.rows} of {'at least ' if c.due_at_least else ''}{c.due} due"
+            if c.kept_unless is not None and c.kept_holds is not None:
+                line += f" (kept: {c.kept_unless} unless, {c.kept_holds} holds)"
         if r.dependents:
             line += "; dependents " + ", ".join(f"{t}: {n}" for t, n in r.dependents.items())
         sizes = r.batch_sizes

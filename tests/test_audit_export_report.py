@@ -139,7 +139,9 @@ def test_records_come_in_seq_order_with_datetimes_and_parsed_json(
     assert isinstance(batch["cutoff"], datetime) and batch["cutoff"].tzinfo is not None
     assert set(batch["dependents"]) == {"feedback_contacts"}
     finished = next(r for r in log if r["event"] == "rule_finished")
-    assert isinstance(finished["details"]["kept_holds"], int)
+    assert isinstance(finished["details"]["due"], int)
+    # a run counts due rows for its guard only, not the kept ones: none recorded
+    assert "kept_holds" not in finished["details"]
 
 
 def test_filters_select_by_time_rule_and_run(demo_log: DemoLog, engine: Engine) -> None:
@@ -334,7 +336,10 @@ def test_the_json_report_accounts_for_every_rule_with_its_rows_and_holds(
         batches = [r for r in log if r["event"] == "batch" and r["rule"] == rule["rule"]]
         assert rule["rows"][0]["rows"] == sum(b["row_count"] for b in batches)
         finished = [r for r in log if r["event"] == "rule_finished" and r["rule"] == rule["rule"]]
-        assert rule["kept_by_holds_at_last_run"] == finished[-1]["details"]["kept_holds"]
+        # The last run did not count the rows holds kept: null, never a 0.
+        assert "kept_holds" not in finished[-1]["details"]
+        assert rule["kept_by_holds_at_last_run"] is None
+        assert rule["runs"][-1]["kept_counted"] is False
         assert len(rule["cutoffs"]) == 2
         assert rule["days_with_a_run"] == ["2026-06-01", "2026-06-03"]
     feedback = report["rules"][0]["rows"]

@@ -180,6 +180,8 @@ def test_steps_count_then_select_then_handle_dependents_then_the_rows(
     assert kinds == [
         StepKind.COUNT_SELECTION,
         StepKind.COUNT_TOTAL,
+        StepKind.COUNT_GUARD,
+        StepKind.COUNT_TABLE_UPTO,
         StepKind.COUNT_DEPENDENTS,
         StepKind.COUNT_DEPENDENTS,
         StepKind.SELECT_FIRST,

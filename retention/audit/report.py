@@ -108,6 +108,10 @@ class RuleRun:
     due: int | None = None
     kept_unless: int | None = None
     kept_holds: int | None = None
+    #: whether the rule's finish record counts the rows kept by unless and holds: a run
+    #: counts due rows only up to its guard (counting.py), so it does not count them;
+    #: None when the rule did not finish in this run
+    kept_counted: bool | None = None
     note: str | None = None
 
 
@@ -216,11 +220,13 @@ class Report:
             one.due = details.get("due")
             one.kept_unless = details.get("kept_unless")
             one.kept_holds = details.get("kept_holds")
+            one.kept_counted = "kept_holds" in details
             if details.get("guard_overridden"):
                 one.note = f"guard overridden ({details['guard_overridden']})"
         else:
             one.outcome = _OUTCOMES.get(event, event)
             if event == Event.GUARD_TRIPPED:
+                # None when the count stopped at the guard's bound (the verdict says so)
                 one.due = details.get("due")
                 one.note = str(details.get("verdict", ""))
             elif event == Event.RULE_FAILED:
@@ -357,7 +363,7 @@ def rule_rows(tally: RuleTally) -> list[dict[str, Any]]:
 def _rule_data(tally: RuleTally, oldest: OldestKept | None) -> dict[str, Any]:
     info = tally.info
     runs = list(tally.runs.values())
-    finished = [r for r in runs if r.kept_holds is not None]
+    finished = [r for r in runs if r.kept_counted is not None]
     return {
         "rule": tally.name,
         "in_current_policy": info is not None,

@@ -221,8 +221,7 @@ def _rule_section(rule: dict[str, Any]) -> str:
             r["outcome"],
             r["rows"],
             ", ".join(f"{t}: {n}" for t, n in r["dependents"].items()),
-            r["kept_unless"],
-            r["kept_holds"],
+            *(NOT_COUNTED if r["kept_counted"] is False else r[k] for k in _KEPT),
             r["note"],
         ]
         for r in rule["runs"]
@@ -296,6 +295,15 @@ def _columns(rule: dict[str, Any]) -> str:
     )
 
 
+_KEPT = ("kept_unless", "kept_holds")
+#: a finished run that did not count its kept rows (counting.py), never shown as 0
+NOT_COUNTED = "not counted by this run"
+
+
+def _or_not_counted(value: int | None) -> int | str:
+    return "not counted by the last run" if value is None else value
+
+
 def _oldest(rule: dict[str, Any]) -> str:
     oldest = rule["oldest_kept_days"]
     if oldest is None:
@@ -347,7 +355,7 @@ def render_html(data: dict[str, Any]) -> str:
             len(r["runs"]),
             r["rows"][0]["rows"],
             sum(x["rows"] for x in r["rows"][1:]),
-            r["kept_by_holds_at_last_run"],
+            _or_not_counted(r["kept_by_holds_at_last_run"]) if r["runs"] else None,
             _oldest_cell(r["oldest_kept_days"]),
             f"{len(r['guard_trips'])} / {len(r['failures'])}",
         ]

@@ -131,6 +131,12 @@ class Backend(Protocol):
         order (only where columns keep any value), by name."""
         ...
 
+    def row_estimate(self, conn: Connection, table: Table) -> int | None:
+        """The catalog's estimate of ``table``'s rows (statistics, never counted), or None
+        where there is none. Only ever a hint for choosing how to count: it may be far
+        off either way (counting.py)."""
+        ...
+
     # --- partitions (retention/partitions.py) ------------------------------------------
     def range_partitions(
         self, conn: Connection, table: Table, column: str, cut: Any

@@ -78,6 +78,9 @@ class DefaultBackend:
     def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
         """SQLAlchemy's reflection reads these databases' catalogs whole."""
 
+    def row_estimate(self, conn: Connection, table: Table) -> int | None:
+        return None  # SQLite keeps no row estimate it maintains by itself
+
     def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
         return {}  # the column's type is enforced
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     LargeBinary,
+    Table,
     any_,
     bindparam,
     case,
@@ -33,7 +34,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR, INET
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import Table
 from sqlalchemy.types import Date, DateTime, Text
 
 from retention.backends import errors, strategies
@@ -117,6 +117,14 @@ class PostgreSQLBackend(DefaultBackend):
             # One array parameter instead of one parameter per key.
             return cols[0] == any_(bindparam(name, type_=ARRAY(cols[0].type)))  # type: ignore[no-any-return]
         return super().keys_in(cols, name)
+
+    def row_estimate(self, conn: Connection, table: Table) -> int | None:
+        # reltuples is -1 (PostgreSQL 14+) or 0 until the table is first analysed.
+        name = conn.dialect.identifier_preparer.format_table(table)
+        found = conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": name}
+        ).scalar()
+        return int(found) if found is not None and found > 0 else None
 
     def install_session_setup(
         self, engine: Engine, lock_timeout_ms: int, hash_key: bytes | None

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Executable,
     Integer,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal_column,
     not_,
     null,
     or_,
@@ -40,9 +42,11 @@ from retention.periods import cutoff as compute_cutoff
 from retention.plan import (
     BATCH_LIMIT,
     CUTOFF,
+    GUARD_BOUND,
     KEYS,
     MARK_TIME,
     PARENT_VALUES,
+    TABLE_BOUND,
     UPTO,
     RulePlan,
     Step,
@@ -97,6 +101,15 @@ def _count_selection(
     not_kept = not_(or_(kept_by_unless, kept_by_hold))
     unaddressable = case((and_(not_kept, null_key), 1), else_=0)
     return count.add_columns(func.coalesce(func.sum(unaddressable), 0).label("unaddressable"))
+
+
+def _count_upto(table: Table, where: ColumnElement[bool] | None, bound: str) -> Select[Any]:
+    """``count(*)`` of at most ``:bound`` rows: the scan stops once it has read them."""
+    rows: Select[Any] = select(literal_column("1")).select_from(table)
+    if where is not None:
+        rows = rows.where(where)
+    limited = rows.limit(bindparam(bound, type_=BigInteger)).subquery("upto")
+    return select(func.count()).select_from(limited)
 
 
 class RulePlanner:
@@ -168,8 +181,24 @@ class RulePlanner:
             ),
             Step(
                 StepKind.COUNT_TOTAL,
-                "count rows in table (for max_fraction)",
+                "count rows in table (for max_fraction; in run, where the catalog estimates "
+                "fewer rows than the bounded count below would read)",
                 select(func.count()).select_from(table),
+                name,
+            ),
+            # A run needs only the guard's verdict (counting.py): the due rows, under the
+            # batches' own condition, up to one past max_rows; then, for max_fraction,
+            # the table's rows up to the number that settles it.
+            Step(
+                StepKind.COUNT_GUARD,
+                "count due rows, up to one past the guard's max_rows (for run)",
+                _count_upto(table, due, GUARD_BOUND),
+                name,
+            ),
+            Step(
+                StepKind.COUNT_TABLE_UPTO,
+                "count rows in table, up to what settles max_fraction (for run)",
+                _count_upto(table, None, TABLE_BOUND),
                 name,
             ),
         ]

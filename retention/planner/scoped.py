@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Select, Table, bindparam, exists, false, s
 from retention.backends import Backend
 from retention.catalog import Catalog, is_integer
 from retention.literals import LiteralMisfit, in_column_type
-from retention.plan import RulePlan
+from retention.plan import GUARD_COUNTS, RulePlan
 from retention.planner.conditions import Compiler
 from retention.planner.rules import RulePlanner
 from retention.policy.fields import MAX_INT
@@ -120,4 +120,7 @@ def hold_check(policy: Policy, catalog: Catalog, now: datetime, subject: str) ->
 
 
 def _unguarded(planned: RulePlan, now: datetime) -> RulePlan:
-    return replace(planned, guard=UNGUARDED, cutoff=now, next_run=None)
+    """No guard, so no guard count: these plans are counted exactly (their records keep
+    ``kept_unless`` and ``kept_holds``)."""
+    steps = tuple(s for s in planned.steps if s.kind not in GUARD_COUNTS)
+    return replace(planned, guard=UNGUARDED, cutoff=now, next_run=None, steps=steps)

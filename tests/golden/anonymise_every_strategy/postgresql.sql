@@ -1,8 +1,12 @@
 -- rule closed-accounts-after-30-days
 -- count rows past the cutoff: due, kept by unless, kept by holds
 SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEGER ELSE %(param_2)s::INTEGER END), %(coalesce_1)s::INTEGER) AS kept_unless, coalesce(sum(CASE WHEN false THEN %(param_3)s::INTEGER ELSE %(param_4)s::INTEGER END), %(coalesce_2)s::INTEGER) AS kept_holds FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL;
--- count rows in table (for max_fraction)
+-- count rows in table (for max_fraction; in run, where the catalog estimates fewer rows than the bounded count below would read)
 SELECT count(*) AS count_1 FROM accounts;
+-- count due rows, up to one past the guard's max_rows (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL LIMIT %(guard_bound)s::BIGINT) AS upto;
+-- count rows in table, up to what settles max_fraction (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM accounts LIMIT %(table_bound)s::BIGINT) AS upto;
 -- select and lock the first batch
 SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.anonymised_at IS NULL ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch

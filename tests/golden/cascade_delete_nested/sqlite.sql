@@ -1,8 +1,12 @@
 -- rule feedback-after-3-months
 -- count rows past the cutoff: due, kept by unless, kept by holds
 SELECT count(*) AS matched, coalesce(sum(CASE WHEN 0 THEN ? ELSE ? END), ?) AS kept_unless, coalesce(sum(CASE WHEN 0 THEN ? ELSE ? END), ?) AS kept_holds FROM feedback WHERE feedback.submitted_at < ?;
--- count rows in table (for max_fraction)
+-- count rows in table (for max_fraction; in run, where the catalog estimates fewer rows than the bounded count below would read)
 SELECT count(*) AS count_1 FROM feedback;
+-- count due rows, up to one past the guard's max_rows (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM feedback WHERE feedback.submitted_at < ? LIMIT ? OFFSET ?) AS upto;
+-- count rows in table, up to what settles max_fraction (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM feedback LIMIT ? OFFSET ?) AS upto;
 -- count dependents in feedback_contacts
 SELECT count(*) AS count_1 FROM feedback_contacts WHERE feedback_contacts.feedback_id IN (SELECT feedback.id FROM feedback WHERE feedback.submitted_at < ?);
 -- count dependents in contact_notes

@@ -1,8 +1,12 @@
 -- rule order-lines-after-2-years
 -- count rows past the cutoff: due, kept by unless, kept by holds
 SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEGER ELSE %(param_2)s::INTEGER END), %(coalesce_1)s::INTEGER) AS kept_unless, coalesce(sum(CASE WHEN false THEN %(param_3)s::INTEGER ELSE %(param_4)s::INTEGER END), %(coalesce_2)s::INTEGER) AS kept_holds FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s::INTEGER AND NOT (order_lines.address IS NOT NULL AND order_lines.address = %(set_address_redacted)s::VARCHAR);
--- count rows in table (for max_fraction)
+-- count rows in table (for max_fraction; in run, where the catalog estimates fewer rows than the bounded count below would read)
 SELECT count(*) AS count_1 FROM order_lines;
+-- count due rows, up to one past the guard's max_rows (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s::INTEGER AND NOT (order_lines.address IS NOT NULL AND order_lines.address = %(set_address_redacted)s::VARCHAR) LIMIT %(guard_bound)s::BIGINT) AS upto;
+-- count rows in table, up to what settles max_fraction (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM order_lines LIMIT %(table_bound)s::BIGINT) AS upto;
 -- select and lock the first batch
 SELECT order_lines.order_id, order_lines.line_no FROM order_lines WHERE order_lines.created_epoch < %(cutoff)s::INTEGER AND NOT (order_lines.address IS NOT NULL AND order_lines.address = %(set_address_redacted)s::VARCHAR) ORDER BY order_lines.order_id, order_lines.line_no LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
 -- select and lock the next batch

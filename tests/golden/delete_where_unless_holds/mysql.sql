@@ -1,8 +1,12 @@
 -- rule feedback-after-3-months
 -- count rows past the cutoff: due, kept by unless, kept by holds
 SELECT count(*) AS matched, coalesce(sum(CASE WHEN ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) THEN %(param_1)s ELSE %(param_2)s END), %(coalesce_1)s) AS kept_unless, coalesce(sum(CASE WHEN (NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL))) THEN %(param_3)s ELSE %(param_4)s END), %(coalesce_2)s) AS kept_holds FROM feedback WHERE feedback.submitted_at < %(cutoff)s AND NOT (feedback.`body` <=> %(body_1)s);
--- count rows in table (for max_fraction)
+-- count rows in table (for max_fraction; in run, where the catalog estimates fewer rows than the bounded count below would read)
 SELECT count(*) AS count_1 FROM feedback;
+-- count due rows, up to one past the guard's max_rows (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM feedback WHERE feedback.submitted_at < %(cutoff)s AND NOT (feedback.`body` <=> %(body_1)s) AND NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND NOT (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL)) LIMIT %(guard_bound)s) AS upto;
+-- count rows in table, up to what settles max_fraction (for run)
+SELECT count(*) AS count_1 FROM (SELECT 1 FROM feedback LIMIT %(table_bound)s) AS upto;
 -- count dependents in feedback_contacts
 SELECT count(*) AS count_1 FROM feedback_contacts WHERE feedback_contacts.feedback_id IN (SELECT feedback.id FROM feedback WHERE feedback.submitted_at < %(cutoff)s AND NOT (feedback.`body` <=> %(body_1)s) AND NOT ((EXISTS (SELECT 1 FROM tickets AS rel1 WHERE rel1.id = feedback.ticket_id AND rel1.status IN (<one placeholder per item of :status_1>))) OR feedback.email IS NULL) AND NOT (EXISTS (SELECT 1 FROM legal_holds AS hold WHERE hold.subject_id = feedback.account_id AND hold.released_at IS NULL)));
 -- count dependents in contact_notes
