@@ -50,10 +50,21 @@ class StepKind(Enum):
     SELECT_DEPENDENTS = "select_dependents"  # dependents' columns that their cascades link to
     APPLY_DEPENDENTS = "apply_dependents"  # delete / anonymise / detach the dependents
     APPLY = "apply"  # delete / anonymise the batch's rows, by KEYS
+    # A whole batch in one statement (where the database can: ``one_statement.py``): the
+    # selection, then every IN_BATCH step, each reading the rows of the ones before it.
+    BATCH_FIRST = "batch_first"
+    BATCH_WINDOW = "batch_window"
+    BATCH_NEXT = "batch_next"
 
 
 #: the steps run inside each batch's transaction after its selection, in step order
 IN_BATCH = frozenset({StepKind.SELECT_DEPENDENTS, StepKind.APPLY_DEPENDENTS, StepKind.APPLY})
+#: a batch's selection, by how it walks: its own statements, or the whole batch in one
+SELECTIONS = {
+    "first": (StepKind.SELECT_FIRST, StepKind.BATCH_FIRST),
+    "window": (StepKind.SELECT_WINDOW, StepKind.BATCH_WINDOW),
+    "next": (StepKind.SELECT_NEXT, StepKind.BATCH_NEXT),
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class Step:
     A dependents' step binds ``PARENT_VALUES`` from rows read earlier in the batch: those
     of the step at index ``source`` of the rule's steps, or the batch's own rows when
     ``source`` is None; ``columns`` are the positions of the linked values in those rows.
+    A whole batch in one statement returns a count for each table of ``dependents``.
     """
 
     kind: StepKind
@@ -71,6 +83,7 @@ class Step:
     table: str
     source: int | None = None
     columns: tuple[int, ...] = ()
+    dependents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,9 @@ class RulePlan:
     moved_after: tuple[tuple[str, str], ...] = ()
     # Seconds a replica may lag before the next batch waits (SPEC 5; None: not watched).
     max_lag: float | None = None
+    # Why each batch runs its statements one by one where the database could run a whole
+    # batch as one (a table changed twice, a RESTRICT foreign key); None otherwise.
+    batch_note: str | None = None
 
     @property
     def name(self) -> str:
@@ -106,6 +122,11 @@ class RulePlan:
     @property
     def action(self) -> str:
         return self.rule.action
+
+    @property
+    def one_statement(self) -> bool:
+        """Whether each batch runs as one statement (``StepKind.BATCH_*``)."""
+        return self.step(StepKind.BATCH_FIRST) is not None
 
     def step(self, kind: StepKind) -> Step | None:
         """The plan's one step of ``kind`` (None when the plan has none)."""

@@ -47,6 +47,8 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
                 {"step": step.label, "sql": render(step.statement, report.dialect)}
                 for step in p.steps
             ]
+            if p.batch_note:
+                item["batch_statements_one_by_one"] = p.batch_note
         rules.append(item)
     return {
         "now": _iso(report.plan.now),
@@ -76,6 +78,8 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         lines.append(f"  next run       {_iso(p.next_run) or 'not scheduled'}")
         lines.extend(_order_notes(p))
         if show_sql:
+            if p.batch_note:
+                lines.append(f"  -- each batch runs its statements one by one: {p.batch_note}")
             for step in p.steps:
                 lines.append(f"  -- {step.label}")
                 lines.append(f"  {render(step.statement, report.dialect)};")

@@ -76,6 +76,8 @@ class PostgreSQLBackend(DefaultBackend):
     # ``postgres://`` is what Heroku, Render and libpq-style tools hand out.
     spellings = ("postgres",)
     driver_hint = "install retention[postgres] (psycopg 3) and use postgresql+psycopg://"
+    # Data-modifying WITH: one round trip per batch, all of it in one snapshot.
+    one_statement_batches = True
 
     def engine_url(self, url: URL, *, read_only: bool) -> URL:
         if url.drivername in {"postgres", "postgresql"}:

@@ -7,13 +7,7 @@ SELECT count(*) AS count_1 FROM accounts;
 SELECT count(*) AS count_1 FROM tickets WHERE tickets.account_id IN (SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE);
 -- count dependents in access_log
 SELECT count(*) AS count_1 FROM access_log WHERE access_log.account_id IN (SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE);
--- select and lock the first batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- select and lock the next batch
-SELECT accounts.id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- detach dependents in tickets
-UPDATE tickets SET account_id=NULL WHERE tickets.account_id = ANY (%(parent_values)s::INTEGER[]);
--- delete dependents in access_log
-DELETE FROM access_log WHERE access_log.account_id = ANY (%(parent_values)s::INTEGER[]);
--- delete the batch's rows in accounts
-DELETE FROM accounts WHERE accounts.id = ANY (%(keys)s::INTEGER[]);
+-- the first batch in one statement: select and lock its rows, handle their dependents, delete them
+WITH chosen AS (SELECT accounts.id AS id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE), d6 AS (UPDATE tickets SET account_id=NULL WHERE tickets.account_id = ANY ((SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL)) RETURNING 1), d7 AS (DELETE FROM access_log WHERE access_log.account_id = ANY ((SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL)) RETURNING 1), applied AS (DELETE FROM accounts WHERE accounts.id = ANY ((SELECT chosen.id FROM chosen)) RETURNING 1) SELECT chosen.id, (SELECT count(*) AS count_1 FROM d6) AS n6, EXISTS (SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL) AS any6, (SELECT count(*) AS count_2 FROM d7) AS n7, EXISTS (SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL) AS any7, (SELECT count(*) AS count_3 FROM applied) AS applied FROM chosen ORDER BY chosen.id;
+-- the next batch in one statement: select and lock its rows, handle their dependents, delete them
+WITH chosen AS (SELECT accounts.id AS id FROM accounts WHERE accounts.closed_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND accounts.id > %(last_0)s::INTEGER ORDER BY accounts.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE), d6 AS (UPDATE tickets SET account_id=NULL WHERE tickets.account_id = ANY ((SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL)) RETURNING 1), d7 AS (DELETE FROM access_log WHERE access_log.account_id = ANY ((SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL)) RETURNING 1), applied AS (DELETE FROM accounts WHERE accounts.id = ANY ((SELECT chosen.id FROM chosen)) RETURNING 1) SELECT chosen.id, (SELECT count(*) AS count_1 FROM d6) AS n6, EXISTS (SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL) AS any6, (SELECT count(*) AS count_2 FROM d7) AS n7, EXISTS (SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL) AS any7, (SELECT count(*) AS count_3 FROM applied) AS applied FROM chosen ORDER BY chosen.id;

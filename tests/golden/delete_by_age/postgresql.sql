@@ -3,9 +3,7 @@
 SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEGER ELSE %(param_2)s::INTEGER END), %(coalesce_1)s::INTEGER) AS kept_unless, coalesce(sum(CASE WHEN false THEN %(param_3)s::INTEGER ELSE %(param_4)s::INTEGER END), %(coalesce_2)s::INTEGER) AS kept_holds FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE;
 -- count rows in table (for max_fraction)
 SELECT count(*) AS count_1 FROM access_log;
--- select and lock the first batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- select and lock the next batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND access_log.id > %(last_0)s::INTEGER ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- delete the batch's rows in access_log
-DELETE FROM access_log WHERE access_log.id = ANY (%(keys)s::INTEGER[]);
+-- the first batch in one statement: select and lock its rows, delete them
+WITH chosen AS (SELECT access_log.id AS id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE), applied AS (DELETE FROM access_log WHERE access_log.id = ANY ((SELECT chosen.id FROM chosen)) RETURNING 1) SELECT chosen.id, (SELECT count(*) AS count_1 FROM applied) AS applied FROM chosen ORDER BY chosen.id;
+-- the next batch in one statement: select and lock its rows, delete them
+WITH chosen AS (SELECT access_log.id AS id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND access_log.id > %(last_0)s::INTEGER ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE), applied AS (DELETE FROM access_log WHERE access_log.id = ANY ((SELECT chosen.id FROM chosen)) RETURNING 1) SELECT chosen.id, (SELECT count(*) AS count_1 FROM applied) AS applied FROM chosen ORDER BY chosen.id;

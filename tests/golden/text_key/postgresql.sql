@@ -3,9 +3,7 @@
 SELECT count(*) AS matched, coalesce(sum(CASE WHEN false THEN %(param_1)s::INTEGER ELSE %(param_2)s::INTEGER END), %(coalesce_1)s::INTEGER) AS kept_unless, coalesce(sum(CASE WHEN false THEN %(param_3)s::INTEGER ELSE %(param_4)s::INTEGER END), %(coalesce_2)s::INTEGER) AS kept_holds FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE;
 -- count rows in table (for max_fraction)
 SELECT count(*) AS count_1 FROM sessions;
--- select and lock the first batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- select and lock the next batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND sessions.token > %(last_0)s::VARCHAR ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- delete the batch's rows in sessions
-DELETE FROM sessions WHERE sessions.token = ANY (%(keys)s::VARCHAR(64)[]);
+-- the first batch in one statement: select and lock its rows, delete them
+WITH chosen AS (SELECT sessions.token AS token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE), applied AS (DELETE FROM sessions WHERE sessions.token = ANY ((SELECT chosen.token FROM chosen)) RETURNING 1) SELECT chosen.token, (SELECT count(*) AS count_1 FROM applied) AS applied FROM chosen ORDER BY chosen.token;
+-- the next batch in one statement: select and lock its rows, delete them
+WITH chosen AS (SELECT sessions.token AS token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND sessions.token > %(last_0)s::VARCHAR ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE), applied AS (DELETE FROM sessions WHERE sessions.token = ANY ((SELECT chosen.token FROM chosen)) RETURNING 1) SELECT chosen.token, (SELECT count(*) AS count_1 FROM applied) AS applied FROM chosen ORDER BY chosen.token;

@@ -1,0 +1,176 @@
+"""Pure: a rule's batch steps fused into one statement per batch (data-modifying WITH).
+
+Where the backend can (``Backend.one_statement_batches``: PostgreSQL), each selection
+step and the batch steps after it become one statement::
+
+    WITH chosen AS (SELECT key, links ... ORDER BY key LIMIT :batch_limit FOR UPDATE),
+         s1 AS (SELECT ... FROM child WHERE fk = ANY (SELECT DISTINCT link FROM chosen
+                WHERE link IS NOT NULL) FOR UPDATE),
+         d2 AS (DELETE FROM grandchild WHERE ... (SELECT DISTINCT ... FROM s1) RETURNING 1),
+         d3 AS (DELETE FROM child WHERE fk = ANY (SELECT DISTINCT link FROM chosen ...)
+                RETURNING 1),
+         applied AS (DELETE FROM t WHERE key = ANY (SELECT key FROM chosen) RETURNING 1)
+    SELECT chosen.key, (SELECT count(*) FROM d2), EXISTS (SELECT DISTINCT ... FROM s1 ...),
+           ..., (SELECT count(*) FROM applied) FROM chosen ORDER BY key
+
+Each part is the very statement the step runs on its own, with its list parameter
+(``KEYS``, ``PARENT_VALUES``) replaced by a subquery on the rows the step would have been
+bound from, so the SQL of a step is defined once (``rules.py``). The statement returns
+the batch's keys in key order, per dependents' step its rows and whether any parent row
+linked to it (a step with no parent values is not run on its own, and then not counted),
+and the rows changed.
+
+All parts see one snapshot, and PostgreSQL does not change a row twice in one statement.
+So a batch whose steps read or change a table an earlier step changed (a self-reference,
+the same dependent table reached twice) keeps its statements, as does one whose tables
+are referred to by an ON DELETE RESTRICT foreign key (checked at once, it would still
+see the dependents a sibling part removed); the plan's ``batch_note`` says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Executable,
+    Table,
+    Update,
+    and_,
+    exists,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.sql.util import find_tables
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from retention.catalog import Catalog
+from retention.plan import IN_BATCH, KEYS, PARENT_VALUES, SELECTIONS, Step, StepKind
+
+_LABELS = {
+    "first": "the first batch",
+    "window": "the next batch within a window of keys",
+    "next": "the next batch",
+}
+
+
+def fuse(
+    steps: Sequence[Step], key: Sequence[str], catalog: Catalog
+) -> tuple[list[Step], str | None]:
+    """The plan's steps with each selection and the batch steps after it as one statement,
+    or the steps unchanged and why they cannot be fused."""
+    batch = [s for s in steps if s.kind in IN_BATCH]
+    why = why_not(batch, catalog)
+    if why is not None:
+        return list(steps), why
+    fused: dict[StepKind, Step] = {}
+    for variant, (selection, one) in SELECTIONS.items():
+        step = next((s for s in steps if s.kind is selection), None)
+        if step is not None:
+            fused[selection] = _fused(one, _LABELS[variant], step, steps, key)
+    out = []
+    for step in steps:
+        if step.kind in fused:
+            out.append(fused[step.kind])
+        elif step.kind not in IN_BATCH:
+            out.append(step)
+    return out, None
+
+
+def why_not(batch: Sequence[Step], catalog: Catalog) -> str | None:
+    """Why a batch's steps cannot run as one statement, or None when they can."""
+    changed: set[Table] = set()
+    for step in batch:
+        statement = step.statement
+        touched = find_tables(statement, include_crud=True)  # type: ignore[arg-type]
+        again = next((t for t in touched if t in changed), None)
+        if again is not None:
+            return (
+                f"{again.fullname} is read or changed again after an earlier statement of "
+                "the batch changed it; one statement sees one snapshot"
+            )
+        if isinstance(statement, Delete | Update):
+            target = statement.table
+            assert isinstance(target, Table)
+            restrict = _restricting(catalog, target, deleting=isinstance(statement, Delete))
+            if restrict is not None:
+                return (
+                    f"foreign key {restrict} -> {target.fullname} is RESTRICT, checked at "
+                    "once inside a statement"
+                )
+            changed.add(target)
+    return None
+
+
+def _restricting(catalog: Catalog, target: Table, *, deleting: bool) -> str | None:
+    for fk in catalog.foreign_keys_to(target):
+        action = fk.ondelete if deleting else fk.onupdate
+        if (action or "").upper() == "RESTRICT":
+            cols = ", ".join(c.name for c in fk.columns)
+            return f"{fk.parent.fullname}({cols})"
+    return None
+
+
+def _fused(
+    kind: StepKind, label: str, selection: Step, steps: Sequence[Step], key: Sequence[str]
+) -> Step:
+    chosen = selection.statement.cte("chosen")  # type: ignore[attr-defined]
+    read: dict[int, CTE] = {}  # the CTEs of the dependents' selections, by step index
+    counted: list[ColumnElement[Any]] = []
+    dependents: list[str] = []
+    applied: CTE | None = None
+    for i, step in enumerate(steps):
+        if step.kind not in IN_BATCH:
+            continue
+        if step.kind is StepKind.APPLY:
+            keys = select(*[chosen.c[k] for k in key]).scalar_subquery()
+            statement = _bound(step.statement, KEYS, keys)
+            applied = statement.returning(literal_column("1")).cte("applied")
+            continue
+        source = chosen if step.source is None else read[step.source]
+        cols = [list(source.c)[p] for p in step.columns]
+        values = select(*cols).where(and_(*[c.is_not(None) for c in cols])).distinct()
+        statement = _bound(step.statement, PARENT_VALUES, values.scalar_subquery())
+        if step.kind is StepKind.SELECT_DEPENDENTS:
+            read[i] = statement.cte(f"s{i}")
+            continue
+        part = statement.returning(literal_column("1")).cte(f"d{i}")
+        counted.append(_count(part, f"n{i}"))
+        counted.append(exists(values).label(f"any{i}"))
+        dependents.append(step.table)
+    assert applied is not None, "every plan has an apply step"
+    verb = "delete" if isinstance(applied.element, Delete) else "anonymise"
+    does = ["select and lock its rows", "handle their dependents", f"{verb} them"]
+    key_cols = [chosen.c[k] for k in key]
+    # The parts in step order: the rows' own change is last, as when run one by one.
+    result = select(*key_cols, *counted, _count(applied, "applied")).order_by(*key_cols)
+    return Step(
+        kind,
+        f"{label} in one statement: {', '.join(does if dependents else does[::2])}",
+        result,
+        selection.table,
+        dependents=tuple(dependents),
+    )
+
+
+def _count(part: CTE, name: str) -> ColumnElement[Any]:
+    return select(func.count()).select_from(part).scalar_subquery().label(name)
+
+
+def _bound(statement: Executable, name: str, rows: Any) -> Any:
+    """``statement`` with its list parameter ``name`` replaced by a subquery on rows."""
+
+    def swap(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter) and element.key == name:
+            return rows
+        return None
+
+    return replacement_traverse(statement, {}, swap)  # type: ignore[call-overload]
+
+
+__all__ = ["fuse", "why_not"]
