@@ -22,9 +22,11 @@ and the rows changed.
 
 All parts see one snapshot, and PostgreSQL does not change a row twice in one statement.
 So a batch whose steps read or change a table an earlier step changed (a self-reference,
-the same dependent table reached twice) keeps its statements, as does one whose tables
-are referred to by an ON DELETE RESTRICT foreign key (checked at once, it would still
-see the dependents a sibling part removed); the plan's ``batch_note`` says why.
+the same dependent table reached twice, the rule's own table as a dependent) keeps its
+statements; the plan's ``batch_note`` says why. Foreign keys need nothing: their checks
+(NO ACTION and RESTRICT alike; tests/test_one_statement.py holds RESTRICT on the server)
+run at the end of the statement, after every part, as they run after each statement
+today.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.sql.util import find_tables
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from retention.catalog import Catalog
 from retention.plan import IN_BATCH, KEYS, PARENT_VALUES, SELECTIONS, Step, StepKind
 
 _LABELS = {
@@ -59,13 +60,11 @@ _LABELS = {
 }
 
 
-def fuse(
-    steps: Sequence[Step], key: Sequence[str], catalog: Catalog
-) -> tuple[list[Step], str | None]:
+def fuse(steps: Sequence[Step], key: Sequence[str]) -> tuple[list[Step], str | None]:
     """The plan's steps with each selection and the batch steps after it as one statement,
     or the steps unchanged and why they cannot be fused."""
     batch = [s for s in steps if s.kind in IN_BATCH]
-    why = why_not(batch, catalog)
+    why = why_not(batch)
     if why is not None:
         return list(steps), why
     fused: dict[StepKind, Step] = {}
@@ -82,7 +81,7 @@ def fuse(
     return out, None
 
 
-def why_not(batch: Sequence[Step], catalog: Catalog) -> str | None:
+def why_not(batch: Sequence[Step]) -> str | None:
     """Why a batch's steps cannot run as one statement, or None when they can."""
     changed: set[Table] = set()
     for step in batch:
@@ -95,24 +94,8 @@ def why_not(batch: Sequence[Step], catalog: Catalog) -> str | None:
                 "the batch changed it; one statement sees one snapshot"
             )
         if isinstance(statement, Delete | Update):
-            target = statement.table
-            assert isinstance(target, Table)
-            restrict = _restricting(catalog, target, deleting=isinstance(statement, Delete))
-            if restrict is not None:
-                return (
-                    f"foreign key {restrict} -> {target.fullname} is RESTRICT, checked at "
-                    "once inside a statement"
-                )
-            changed.add(target)
-    return None
-
-
-def _restricting(catalog: Catalog, target: Table, *, deleting: bool) -> str | None:
-    for fk in catalog.foreign_keys_to(target):
-        action = fk.ondelete if deleting else fk.onupdate
-        if (action or "").upper() == "RESTRICT":
-            cols = ", ".join(c.name for c in fk.columns)
-            return f"{fk.parent.fullname}({cols})"
+            assert isinstance(statement.table, Table)
+            changed.add(statement.table)
     return None
 
 

@@ -242,7 +242,7 @@ class RulePlanner:
         """Where the database can, each batch as one statement (``one_statement.py``)."""
         if not self.backend.one_statement_batches:
             return steps, None
-        return fuse(steps, key, self.catalog)
+        return fuse(steps, key)
 
     def past(self, rule: Rule, table: Table, cut: datetime) -> ColumnElement[bool]:
         """``clock < :cutoff``; for a clock read in a related row, the row's age is that
