@@ -65,7 +65,7 @@ def _data_writes(seen: list[str]) -> list[str]:
     return [
         s
         for s in seen
-        if "retention_" not in s
+        if "retention_audit" not in s
         and (s.startswith(("WITH", "DELETE", "UPDATE")) or "FOR UPDATE" in s)
     ]
 
@@ -139,7 +139,7 @@ def test_each_batch_is_one_statement_on_postgresql_and_its_steps_elsewhere(
     writes = _data_writes(seen)
     if backend_for(engine).one_statement_batches:
         assert len(writes) == 3  # one per batch: nothing else locks or changes a row
-        assert all(s.startswith("WITH chosen AS (SELECT") for s in writes)
+        assert all(s.startswith("WITH retention_chosen AS (SELECT") for s in writes)
     else:  # detach the notes, delete the contacts, delete the rows; lock rows first
         locks = [s for s in writes if s.startswith("SELECT")]
         assert len(writes) - len(locks) == 3 * 3
@@ -163,9 +163,9 @@ def test_show_sql_prints_the_one_statement_that_runs(settings: Settings, engine:
     assert (StepKind.BATCH_FIRST in kinds) == fused
     assert (StepKind.APPLY in kinds) == (not fused)
     shown = plan_text(report, show_sql=True)
-    assert ("WITH chosen AS" in shown) == fused
+    assert ("WITH retention_chosen AS" in shown) == fused
     if fused:  # the selection is not listed apart from the statement it is part of
-        assert "FOR UPDATE" not in shown.split("WITH chosen AS")[0]
+        assert "FOR UPDATE" not in shown.split("WITH retention_chosen AS")[0]
     assert ("-- delete the batch's rows in feedback" in shown) == (not fused)
 
 

@@ -275,11 +275,14 @@ def test_the_rows_are_removed_by_the_keys_bound_in_each_databases_fastest_form(
     )
     # PostgreSQL: by the keys chosen in the same statement.
     fused = sql(rule_plan(policy, "postgresql", "feedback"), StepKind.BATCH_FIRST, "postgresql")
-    assert "DELETE FROM feedback WHERE feedback.id = ANY ((SELECT chosen.id FROM chosen))" in fused
+    assert (
+        "DELETE FROM feedback WHERE feedback.id = "
+        "ANY ((SELECT retention_chosen.id FROM retention_chosen))" in fused
+    )
     composite = sql(rule_plan(policy, "postgresql", "sessions"), StepKind.BATCH_NEXT, "postgresql")
     assert (
         "DELETE FROM sessions WHERE (sessions.tenant, sessions.sid) "
-        "IN (SELECT chosen.tenant, chosen.sid FROM chosen)"
+        "IN (SELECT retention_chosen.tenant, retention_chosen.sid FROM retention_chosen)"
     ) in composite
 
 
@@ -298,11 +301,13 @@ def test_dependents_are_handled_by_the_parent_values_of_the_batch(policy: Policy
     fused = sql(rule_plan(policy, "postgresql", "feedback"), StepKind.BATCH_FIRST, "postgresql")
     assert (
         "DELETE FROM feedback_contacts WHERE feedback_contacts.feedback_id = ANY "
-        "((SELECT DISTINCT chosen.id FROM chosen WHERE chosen.id IS NOT NULL))"
+        "((SELECT DISTINCT retention_chosen.id FROM retention_chosen "
+        "WHERE retention_chosen.id IS NOT NULL))"
     ) in fused
     assert (
         "UPDATE contact_notes SET contact_id=NULL WHERE contact_notes.contact_id = ANY "
-        "((SELECT DISTINCT s6.id FROM s6 WHERE s6.id IS NOT NULL))"
+        "((SELECT DISTINCT retention_read_6.id FROM retention_read_6 "
+        "WHERE retention_read_6.id IS NOT NULL))"
     ) in fused
 
 
@@ -325,9 +330,9 @@ def test_counting_splits_the_rows_past_the_cutoff_in_one_scan_with_values_bound(
 def test_an_anonymise_rule_skips_marked_rows_and_sets_the_mark(policy: Policy) -> None:
     plan = rule_plan(policy, "postgresql", "accounts")
     text = sql(plan, StepKind.BATCH_FIRST, "postgresql")
-    assert "applied AS (UPDATE accounts SET username=" in text
+    assert "retention_applied AS (UPDATE accounts SET username=" in text
     assert "anonymised_at=%(mark_time)s" in text
-    assert "accounts.anonymised_at IS NULL" in text.split("applied AS")[0]
+    assert "accounts.anonymised_at IS NULL" in text.split("retention_applied AS")[0]
     stepwise = rule_plan(policy, "mysql", "accounts")
     assert [s.label for s in stepwise.steps if s.kind is StepKind.APPLY] == [
         "anonymise the batch's rows in accounts"

@@ -4,14 +4,17 @@ Where the backend can (``Backend.one_statement_batches``: PostgreSQL), each sele
 step and the batch steps after it become one statement::
 
     WITH chosen AS (SELECT key, links ... ORDER BY key LIMIT :batch_limit FOR UPDATE),
-         s1 AS (SELECT ... FROM child WHERE fk = ANY (SELECT DISTINCT link FROM chosen
-                WHERE link IS NOT NULL) FOR UPDATE),
-         d2 AS (DELETE FROM grandchild WHERE ... (SELECT DISTINCT ... FROM s1) RETURNING 1),
-         d3 AS (DELETE FROM child WHERE fk = ANY (SELECT DISTINCT link FROM chosen ...)
-                RETURNING 1),
+         read_1 AS (SELECT ... FROM child WHERE fk = ANY (SELECT DISTINCT link FROM
+                    chosen WHERE link IS NOT NULL) FOR UPDATE),
+         changed_2 AS (DELETE FROM grandchild WHERE ... = ANY (SELECT DISTINCT ... FROM
+                       read_1 ...) RETURNING 1),
+         changed_3 AS (DELETE FROM child WHERE fk = ANY (SELECT DISTINCT link FROM
+                       chosen ...) RETURNING 1),
          applied AS (DELETE FROM t WHERE key = ANY (SELECT key FROM chosen) RETURNING 1)
-    SELECT chosen.key, (SELECT count(*) FROM d2), EXISTS (SELECT DISTINCT ... FROM s1 ...),
-           ..., (SELECT count(*) FROM applied) FROM chosen ORDER BY key
+    SELECT chosen.key, (SELECT count(*) FROM changed_2), EXISTS (SELECT DISTINCT ...
+           FROM read_1 ...), ..., (SELECT count(*) FROM applied) FROM chosen ORDER BY key
+
+(the parts' names carry a ``retention_`` prefix).
 
 Each part is the very statement the step runs on its own, with its list parameter
 (``KEYS``, ``PARENT_VALUES``) replaced by a subquery on the rows the step would have been
@@ -53,6 +56,10 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 from retention.plan import IN_BATCH, KEYS, PARENT_VALUES, SELECTIONS, Step, StepKind
 
+# The parts' names, in the tool's own namespace so that no table of the policy is hidden
+# behind one (a CTE's name shadows a table's in the statement).
+CHOSEN = "retention_chosen"
+APPLIED = "retention_applied"
 _LABELS = {
     "first": "the first batch",
     "window": "the next batch within a window of keys",
@@ -102,7 +109,7 @@ def why_not(batch: Sequence[Step]) -> str | None:
 def _fused(
     kind: StepKind, label: str, selection: Step, steps: Sequence[Step], key: Sequence[str]
 ) -> Step:
-    chosen = selection.statement.cte("chosen")  # type: ignore[attr-defined]
+    chosen = selection.statement.cte(CHOSEN)  # type: ignore[attr-defined]
     read: dict[int, CTE] = {}  # the CTEs of the dependents' selections, by step index
     counted: list[ColumnElement[Any]] = []
     dependents: list[str] = []
@@ -113,16 +120,16 @@ def _fused(
         if step.kind is StepKind.APPLY:
             keys = select(*[chosen.c[k] for k in key]).scalar_subquery()
             statement = _bound(step.statement, KEYS, keys)
-            applied = statement.returning(literal_column("1")).cte("applied")
+            applied = statement.returning(literal_column("1")).cte(APPLIED)
             continue
         source = chosen if step.source is None else read[step.source]
         cols = [list(source.c)[p] for p in step.columns]
         values = select(*cols).where(and_(*[c.is_not(None) for c in cols])).distinct()
         statement = _bound(step.statement, PARENT_VALUES, values.scalar_subquery())
         if step.kind is StepKind.SELECT_DEPENDENTS:
-            read[i] = statement.cte(f"s{i}")
+            read[i] = statement.cte(f"retention_read_{i}")
             continue
-        part = statement.returning(literal_column("1")).cte(f"d{i}")
+        part = statement.returning(literal_column("1")).cte(f"retention_changed_{i}")
         counted.append(_count(part, f"n{i}"))
         counted.append(exists(values).label(f"any{i}"))
         dependents.append(step.table)
