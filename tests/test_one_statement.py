@@ -9,6 +9,8 @@ statements one by one. Either way the same rows go and the audit records the sam
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     event,
+    insert,
     select,
     text,
 )
@@ -233,6 +236,42 @@ def test_an_on_delete_restrict_foreign_key_does_not_stop_one_statement(
     if planned.plan.one_statement:
         assert len(_data_writes(seen)) == 3
     feedback, contacts, _ = tables
+    assert ids(engine, feedback) == [6]
+    assert ids(engine, contacts) == [16]
+
+
+def test_a_dependent_added_while_the_batch_waits_for_its_lock_is_removed_by_a_retry(
+    settings: Settings, engine: Engine
+) -> None:
+    """The one statement reads the snapshot taken before its lock wait: a contact that
+    another transaction adds to a chosen row meanwhile is unseen, the foreign key fails
+    that attempt (rolled back whole), and the retry removes the contact with its row."""
+    if not backend_for(engine).one_statement_batches:
+        pytest.skip("only PostgreSQL runs a batch as one statement")
+    tables = nested(meta := MetaData())
+    create(engine, meta, _nested_rows(tables))
+    write_policy(settings.policy_file, NESTED_POLICY)
+    feedback, contacts, _ = tables
+    other = engine.connect()
+    adding = other.begin()  # its foreign key check holds a KEY SHARE lock on feedback 1
+    other.execute(insert(contacts).values(id=99, feedback_id=1, email="late@x.test"))
+    outcome: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: outcome.update(r=api.run(settings, now=NOW)))
+    run.start()
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with engine.connect() as watch:
+        while run.is_alive() and not watch.execute(waiting).scalar_one():
+            watch.rollback()  # a new snapshot of pg_stat_activity at each look
+            time.sleep(0.02)
+    adding.commit()
+    other.close()
+    run.join()
+    result = outcome["r"].rules[0]
+    assert (result.status, result.rows) == ("done", 5)
+    assert result.dependents == {"contact_notes": 5, "feedback_contacts": 6}
     assert ids(engine, feedback) == [6]
     assert ids(engine, contacts) == [16]
 

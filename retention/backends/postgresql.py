@@ -53,6 +53,10 @@ REPLICATION_LAG_QUERY = (
 )
 # pg_stat_replication hides the positions from a role without pg_read_all_stats.
 REPLAY_UNKNOWN = "replay position not visible (grant pg_monitor to the run's role)"
+# A dependent row another transaction added to a batch's row while the batch waited for
+# its lock: one statement per batch reads the snapshot taken before that wait, misses the
+# row, and the foreign key refuses the delete. The batch rolls back; a retry sees the row.
+FOREIGN_KEY_VIOLATION = "23503"
 # Password refused, no such role, no such database.
 CONFIGURATION = frozenset({"28P01", "28000", "3D000"})
 # The same refusals while connecting, where psycopg has no SQLSTATE, only libpq's text.
@@ -171,6 +175,11 @@ class PostgreSQLBackend(DefaultBackend):
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return errors.sqlstate(exc.orig) in RETRYABLE
+
+    def conflict(self, exc: DBAPIError) -> errors.Conflict | None:
+        if errors.sqlstate(exc.orig) == FOREIGN_KEY_VIOLATION:
+            return errors.Conflict.CONTENTION
+        return super().conflict(exc)
 
     def replication_lag(self, conn: Connection) -> list[Lag]:
         # A standby that replayed every byte is not behind, whatever replay_lag still
