@@ -10,16 +10,15 @@ batch with its record, or neither.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from retention import partitions
+from retention import batch_one, partitions
 from retention.audit.records import key_digest
 from retention.audit.writer import AuditWriter
 from retention.backends import Backend, backend_for, describe_error
@@ -29,16 +28,7 @@ from retention.errors import LeaseLost, LockNotAcquired, RuleFailed
 from retention.leases import Lease, Leases
 from retention.logs import get_logger
 from retention.outcomes import Event, Status
-from retention.plan import (
-    BATCH_LIMIT,
-    IN_BATCH,
-    KEYS,
-    PARENT_VALUES,
-    UPTO,
-    RulePlan,
-    StepKind,
-    last_key,
-)
+from retention.plan import RulePlan, StepKind
 from retention.throttle import BatchSizer, retrying
 
 log = get_logger("retention.executor")
@@ -315,42 +305,12 @@ class Executor:
         with conn.begin():
             if self.lease is not None:
                 self.lease[0].check(conn, self.lease[1])  # fenced: LeaseLost rolls back
-            window = plan.step(StepKind.SELECT_WINDOW)
-            if last is None:
-                chosen = conn.execute(plan.statement(StepKind.SELECT_FIRST), {BATCH_LIMIT: size})
-            elif upto is not None and window is not None:
-                params = {last_key(0): last[0], UPTO: upto, BATCH_LIMIT: size}
-                chosen = conn.execute(window.statement, params)
-            else:
-                params = {last_key(i): v for i, v in enumerate(last)}
-                params[BATCH_LIMIT] = size
-                chosen = conn.execute(plan.statement(StepKind.SELECT_NEXT), params)
-            rows = chosen.all()
-            if not rows:
+            selection, params = batch_one.selection(plan, last, upto, size)
+            run = batch_one.run_one if plan.one_statement else batch_one.run_steps
+            done = run(conn, plan, selection, params, self._secrets)
+            if done is None:
                 return None
-            width = len(plan.key)
-            keys = [tuple(row[:width]) for row in rows]
-            dependents: dict[str, int] = {}
-            read: dict[int, Sequence[Row[Any]]] = {}  # rows of the dependents' selections
-            affected = 0
-            for i, step in enumerate(plan.steps):
-                if step.kind not in IN_BATCH:
-                    continue
-                if step.kind is StepKind.APPLY:
-                    bound: Any = [k[0] for k in keys] if width == 1 else keys
-                    affected = conn.execute(step.statement, {**self._secrets, KEYS: bound}).rowcount
-                    continue
-                source = rows if step.source is None else read.get(step.source, ())
-                values = _parent_values(source, step.columns)
-                if not values:
-                    continue  # no parent row links anywhere: nothing depends on this batch
-                outcome = conn.execute(step.statement, {**self._secrets, PARENT_VALUES: values})
-                if step.kind is StepKind.SELECT_DEPENDENTS:
-                    read[i] = outcome.all()
-                else:
-                    dependents[step.table] = dependents.get(step.table, 0) + max(
-                        outcome.rowcount, 0
-                    )
+            keys, affected, dependents = done
             if affected != len(keys):
                 # The rows were locked by the select; anything else is a bug, and the
                 # batch must not commit with a digest over keys it did not remove.
@@ -374,16 +334,3 @@ class Executor:
     def _secrets(self) -> dict[str, Any]:
         """The HMAC pads as bound parameters (empty where a registered function has them)."""
         return self.backend.secret_params(self.hash_key)
-
-
-def _parent_values(rows: Sequence[Row[Any]], positions: Sequence[int]) -> Any:
-    """The distinct linked values of the parent rows, sorted; a row with a NULL link has
-    no dependents. One column binds as a list of values, several as a list of tuples."""
-    values = sorted(
-        {
-            tuple(row[i] for i in positions)
-            for row in rows
-            if all(row[i] is not None for i in positions)
-        }
-    )
-    return [v[0] for v in values] if len(positions) == 1 else values

@@ -55,12 +55,23 @@ class StepKind(Enum):
     SELECT_DEPENDENTS = "select_dependents"  # dependents' columns that their cascades link to
     APPLY_DEPENDENTS = "apply_dependents"  # delete / anonymise / detach the dependents
     APPLY = "apply"  # delete / anonymise the batch's rows, by KEYS
+    # A whole batch in one statement (where the database can: ``one_statement.py``): the
+    # selection, then every IN_BATCH step, each reading the rows of the ones before it.
+    BATCH_FIRST = "batch_first"
+    BATCH_WINDOW = "batch_window"
+    BATCH_NEXT = "batch_next"
 
 
 #: the counts a run takes for its guard alone (counting.py), in place of the exact ones
 GUARD_COUNTS = frozenset({StepKind.COUNT_GUARD, StepKind.COUNT_TABLE_UPTO})
 #: the steps run inside each batch's transaction after its selection, in step order
 IN_BATCH = frozenset({StepKind.SELECT_DEPENDENTS, StepKind.APPLY_DEPENDENTS, StepKind.APPLY})
+#: a batch's selection, by how it walks: its own statements, or the whole batch in one
+SELECTIONS = {
+    "first": (StepKind.SELECT_FIRST, StepKind.BATCH_FIRST),
+    "window": (StepKind.SELECT_WINDOW, StepKind.BATCH_WINDOW),
+    "next": (StepKind.SELECT_NEXT, StepKind.BATCH_NEXT),
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class Step:
     A dependents' step binds ``PARENT_VALUES`` from rows read earlier in the batch: those
     of the step at index ``source`` of the rule's steps, or the batch's own rows when
     ``source`` is None; ``columns`` are the positions of the linked values in those rows.
+    A whole batch in one statement returns a count for each table of ``dependents``.
     """
 
     kind: StepKind
@@ -78,6 +90,7 @@ class Step:
     table: str
     source: int | None = None
     columns: tuple[int, ...] = ()
+    dependents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,9 @@ class RulePlan:
     max_lag: float | None = None
     # Set where a partition of the table may go whole (a delete rule on its own clock).
     whole: WholePartitions | None = None
+    # Why each batch runs its statements one by one where the database could run a whole
+    # batch as one (a table changed twice, a RESTRICT foreign key); None otherwise.
+    batch_note: str | None = None
 
     @property
     def name(self) -> str:
@@ -129,6 +145,11 @@ class RulePlan:
     @property
     def action(self) -> str:
         return self.rule.action
+
+    @property
+    def one_statement(self) -> bool:
+        """Whether each batch runs as one statement (``StepKind.BATCH_*``)."""
+        return self.step(StepKind.BATCH_FIRST) is not None
 
     def step(self, kind: StepKind) -> Step | None:
         """The plan's one step of ``kind`` (None when the plan has none)."""

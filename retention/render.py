@@ -54,6 +54,8 @@ def plan_data(report: PlanReport, *, show_sql: bool) -> dict[str, Any]:
                 {"step": step.label, "sql": _sql(step.statement, report.dialect)}
                 for step in p.steps
             ]
+            if p.batch_note:
+                item["batch_statements_one_by_one"] = p.batch_note
         rules.append(item)
     return {
         "now": _iso(report.plan.now),
@@ -84,6 +86,8 @@ def plan_text(report: PlanReport, *, show_sql: bool) -> str:
         lines.extend(_order_notes(p))
         lines.extend(_partition_lines(planned.partitions, report, show_sql))
         if show_sql:
+            if p.batch_note:
+                lines.append(f"  -- each batch runs its statements one by one: {p.batch_note}")
             for step in p.steps:
                 lines.append(f"  -- {step.label}")
                 lines.append(f"  {_sql(step.statement, report.dialect)};")

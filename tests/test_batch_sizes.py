@@ -144,6 +144,8 @@ def _error(orig: BaseException) -> DBAPIError:
         (PostgreSQLBackend(), psycopg.errors.DeadlockDetected(), "c"),
         (PostgreSQLBackend(), psycopg.errors.LockNotAvailable(), "c"),
         (PostgreSQLBackend(), psycopg.errors.UniqueViolation(), None),
+        # a dependent added during the lock wait, unseen by the batch's one statement
+        (PostgreSQLBackend(), psycopg.errors.ForeignKeyViolation(), "c"),
         (SQLiteBackend(), sqlite3.OperationalError("database is locked"), "c"),
         (SQLiteBackend(), sqlite3.OperationalError("no such table: t"), None),
     ],

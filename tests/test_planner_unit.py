@@ -8,6 +8,7 @@ here too, being what the planner and the schema check stand on.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -45,6 +46,8 @@ from retention.policy.model import Policy
 from retention.policy.walk import Node, NodeKind, nodes, walk
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+#: the databases whose batches run their statements one by one (PostgreSQL: in one)
+STEPWISE = ("sqlite", "mysql")
 DIALECTS: dict[str, Dialect] = {
     "sqlite": sqlite.dialect(),
     "postgresql": postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
@@ -170,7 +173,7 @@ def sql(plan: RulePlan, kind: StepKind, dialect: str) -> str:
     return render(plan.statement(kind), DIALECTS[dialect])
 
 
-@pytest.mark.parametrize("dialect", list(DIALECTS))
+@pytest.mark.parametrize("dialect", STEPWISE)  # PostgreSQL: test_one_statement.py
 def test_steps_count_then_select_then_handle_dependents_then_the_rows(
     policy: Policy, dialect: str
 ) -> None:
@@ -224,7 +227,7 @@ def test_a_dependents_step_reads_its_parent_values_from_the_rows_before_it(
     policy: Policy,
 ) -> None:
     """Top-level cascades read the batch's rows; a nested one reads its parent's selection."""
-    plan = rule_plan(policy, "postgresql", "feedback")
+    plan = rule_plan(policy, "sqlite", "feedback")
     steps = list(plan.steps)
     select_contacts = next(s for s in steps if s.kind is StepKind.SELECT_DEPENDENTS)
     detach_notes, delete_contacts = (s for s in steps if s.kind is StepKind.APPLY_DEPENDENTS)
@@ -239,9 +242,10 @@ def test_a_dependents_step_reads_its_parent_values_from_the_rows_before_it(
 @pytest.mark.parametrize("dialect", list(DIALECTS))
 def test_batches_walk_the_key_forward_by_the_named_parameters(policy: Policy, dialect: str) -> None:
     single = rule_plan(policy, dialect, "feedback")
-    assert f"feedback.id > :{last_key(0)}" in str(single.statement(StepKind.SELECT_NEXT))
+    following_kind = StepKind.BATCH_NEXT if single.one_statement else StepKind.SELECT_NEXT
+    assert f"feedback.id > :{last_key(0)}" in str(single.statement(following_kind))
     composite = rule_plan(policy, dialect, "sessions")
-    following = str(composite.statement(StepKind.SELECT_NEXT))
+    following = str(composite.statement(following_kind))
     assert f"sessions.tenant >= :{last_key(0)}" in following
     assert f"sessions.sid > :{last_key(1)}" in following
     assert composite.key == ("tenant", "sid")
@@ -253,6 +257,10 @@ def test_batches_walk_the_key_forward_by_the_named_parameters(policy: Policy, di
 @pytest.mark.parametrize("dialect", list(DIALECTS))
 def test_batch_selections_lock_their_rows_on_the_servers_only(policy: Policy, dialect: str) -> None:
     plan = rule_plan(policy, dialect, "feedback")
+    if plan.one_statement:  # the batch's rows, then the dependents' rows, in one statement
+        for kind in (StepKind.BATCH_FIRST, StepKind.BATCH_NEXT):
+            assert sql(plan, kind, dialect).count(" FOR UPDATE)") == 2, kind
+        return
     for kind in (StepKind.SELECT_FIRST, StepKind.SELECT_NEXT, StepKind.SELECT_DEPENDENTS):
         assert ("FOR UPDATE" in sql(plan, kind, dialect)) == (dialect != "sqlite"), kind
 
@@ -260,10 +268,7 @@ def test_batch_selections_lock_their_rows_on_the_servers_only(policy: Policy, di
 def test_the_rows_are_removed_by_the_keys_bound_in_each_databases_fastest_form(
     policy: Policy,
 ) -> None:
-    compiled = {d: sql(rule_plan(policy, d, "feedback"), StepKind.APPLY, d) for d in DIALECTS}
-    assert compiled["postgresql"] == (
-        f"DELETE FROM feedback WHERE feedback.id = ANY (%({KEYS})s::INTEGER[])"
-    )
+    compiled = {d: sql(rule_plan(policy, d, "feedback"), StepKind.APPLY, d) for d in STEPWISE}
     assert compiled["sqlite"] == (
         "DELETE FROM feedback WHERE feedback.id IN "
         "(SELECT anon_1.value FROM json_each(?) AS anon_1)"
@@ -271,20 +276,44 @@ def test_the_rows_are_removed_by_the_keys_bound_in_each_databases_fastest_form(
     assert compiled["mysql"] == (
         f"DELETE FROM feedback WHERE feedback.id IN (<the integers of :{KEYS}, inline>)"
     )
-    composite = sql(rule_plan(policy, "postgresql", "sessions"), StepKind.APPLY, "postgresql")
-    assert f"<one placeholder per item of :{KEYS}>" in composite
+    # PostgreSQL: by the array of the keys chosen in the same statement.
+    fused = sql(rule_plan(policy, "postgresql", "feedback"), StepKind.BATCH_FIRST, "postgresql")
+    assert re.search(
+        r"DELETE FROM feedback WHERE feedback.id = ANY \(CAST\(\(SELECT "
+        r"array_agg\(retention_chosen.id\) AS \w+ FROM retention_chosen\) AS INTEGER\[\]\)\)",
+        fused,
+    )
+    composite = sql(rule_plan(policy, "postgresql", "sessions"), StepKind.BATCH_NEXT, "postgresql")
+    assert (
+        "DELETE FROM sessions WHERE (sessions.tenant, sessions.sid) "
+        "IN (SELECT retention_chosen.tenant, retention_chosen.sid FROM retention_chosen)"
+    ) in composite
 
 
 def test_dependents_are_handled_by_the_parent_values_of_the_batch(policy: Policy) -> None:
-    plan = rule_plan(policy, "postgresql", "feedback")
+    plan = rule_plan(policy, "mysql", "feedback")
     detach, delete = plan.steps_of(StepKind.APPLY_DEPENDENTS)
-    assert render(delete.statement, DIALECTS["postgresql"]) == (
-        "DELETE FROM feedback_contacts "
-        f"WHERE feedback_contacts.feedback_id = ANY (%({PARENT_VALUES})s::INTEGER[])"
+    assert render(delete.statement, DIALECTS["mysql"]) == (
+        "DELETE FROM feedback_contacts WHERE feedback_contacts.feedback_id "
+        f"IN (<the integers of :{PARENT_VALUES}, inline>)"
     )
-    assert render(detach.statement, DIALECTS["postgresql"]) == (
-        "UPDATE contact_notes SET contact_id=NULL "
-        f"WHERE contact_notes.contact_id = ANY (%({PARENT_VALUES})s::INTEGER[])"
+    assert render(detach.statement, DIALECTS["mysql"]) == (
+        "UPDATE contact_notes SET contact_id=NULL WHERE contact_notes.contact_id "
+        f"IN (<the integers of :{PARENT_VALUES}, inline>)"
+    )
+    # PostgreSQL: by the distinct non-NULL links of the rows read before, in one statement.
+    fused = sql(rule_plan(policy, "postgresql", "feedback"), StepKind.BATCH_FIRST, "postgresql")
+    assert re.search(
+        r"DELETE FROM feedback_contacts WHERE feedback_contacts.feedback_id = ANY \(CAST\(\("
+        r"SELECT array_agg\(DISTINCT retention_chosen.id\) AS \w+ FROM retention_chosen "
+        r"WHERE retention_chosen.id IS NOT NULL\) AS INTEGER\[\]\)\)",
+        fused,
+    )
+    assert re.search(
+        r"UPDATE contact_notes SET contact_id=NULL WHERE contact_notes.contact_id = ANY "
+        r"\(CAST\(\(SELECT array_agg\(DISTINCT (retention_read_\d+).id\) AS \w+ "
+        r"FROM \1 WHERE \1.id IS NOT NULL\) AS INTEGER\[\]\)\)",
+        fused,
     )
 
 
@@ -306,11 +335,12 @@ def test_counting_splits_the_rows_past_the_cutoff_in_one_scan_with_values_bound(
 
 def test_an_anonymise_rule_skips_marked_rows_and_sets_the_mark(policy: Policy) -> None:
     plan = rule_plan(policy, "postgresql", "accounts")
-    text = sql(plan, StepKind.APPLY, "postgresql")
-    assert text.startswith("UPDATE accounts SET username=")
+    text = sql(plan, StepKind.BATCH_FIRST, "postgresql")
+    assert "retention_applied AS (UPDATE accounts SET username=" in text
     assert "anonymised_at=%(mark_time)s" in text
-    assert "accounts.anonymised_at IS NULL" in sql(plan, StepKind.SELECT_FIRST, "postgresql")
-    assert [s.label for s in plan.steps if s.kind is StepKind.APPLY] == [
+    assert "accounts.anonymised_at IS NULL" in text.split("retention_applied AS")[0]
+    stepwise = rule_plan(policy, "mysql", "accounts")
+    assert [s.label for s in stepwise.steps if s.kind is StepKind.APPLY] == [
         "anonymise the batch's rows in accounts"
     ]
 

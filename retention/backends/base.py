@@ -36,6 +36,9 @@ class Backend(Protocol):
     # --- planning ---------------------------------------------------------------------
     #: whether a batch's selection locks its rows (``SELECT ... FOR UPDATE``)
     locks_rows: ClassVar[bool]
+    #: whether a whole batch (selection, dependents, the rows) can run as one statement
+    #: through data-modifying common table expressions (``planner/one_statement.py``)
+    one_statement_batches: ClassVar[bool]
 
     def keys_in(self, cols: Sequence[Any], name: str) -> ColumnElement[bool]:
         """``cols IN :name`` for a list bound at run time, in the fastest form the

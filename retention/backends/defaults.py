@@ -26,6 +26,7 @@ class DefaultBackend:
     #: other SQLAlchemy dialect names served by the same class ("mariadb")
     aliases: ClassVar[tuple[str, ...]] = ()
     locks_rows: ClassVar[bool] = True
+    one_statement_batches: ClassVar[bool] = False
     #: whether the database is a server (not a file, nor memory, of this process)
     is_server: ClassVar[bool] = True
     enforces_column_types: ClassVar[bool] = True

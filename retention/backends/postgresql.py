@@ -68,6 +68,10 @@ PARTITIONS_QUERY = (
 )
 # The upper bound of a partition of one column: FOR VALUES FROM (...) TO ('2025-02-01...')
 _UPPER = re.compile(r"\bTO \((.*)\)$")
+# A dependent row another transaction added to a batch's row while the batch waited for
+# its lock: one statement per batch reads the snapshot taken before that wait, misses the
+# row, and the foreign key refuses the delete. The batch rolls back; a retry sees the row.
+FOREIGN_KEY_VIOLATION = "23503"
 # Password refused, no such role, no such database.
 CONFIGURATION = frozenset({"28P01", "28000", "3D000"})
 # The same refusals while connecting, where psycopg has no SQLSTATE, only libpq's text.
@@ -91,6 +95,8 @@ class PostgreSQLBackend(DefaultBackend):
     # ``postgres://`` is what Heroku, Render and libpq-style tools hand out.
     spellings = ("postgres",)
     driver_hint = "install retention[postgres] (psycopg 3) and use postgresql+psycopg://"
+    # Data-modifying WITH: one round trip per batch, all of it in one snapshot.
+    one_statement_batches = True
 
     def engine_url(self, url: URL, *, read_only: bool) -> URL:
         if url.drivername in {"postgres", "postgresql"}:
@@ -225,6 +231,11 @@ class PostgreSQLBackend(DefaultBackend):
             take=(f"ALTER TABLE {q.format_table(table)} DETACH PARTITION {part}",),
             remove=(f"DROP TABLE {part}",),
         )
+
+    def conflict(self, exc: DBAPIError) -> errors.Conflict | None:
+        if errors.sqlstate(exc.orig) == FOREIGN_KEY_VIOLATION:
+            return errors.Conflict.CONTENTION
+        return super().conflict(exc)
 
     def replication_lag(self, conn: Connection) -> list[Lag]:
         # A standby that replayed every byte is not behind, whatever replay_lag still

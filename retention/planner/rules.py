@@ -55,6 +55,7 @@ from retention.plan import (
 )
 from retention.planner.cascades import PlannedCascade, count_steps, dependents_steps
 from retention.planner.conditions import Compiler, adapt_instant
+from retention.planner.one_statement import fuse
 from retention.planner.whole import whole_partitions
 from retention.policy.model import Cascade, Policy, Rule
 from retention.policy.strategies import Strategy
@@ -240,15 +241,15 @@ class RulePlanner:
             )
         )
         dependents_steps(cascades, None, fetch, steps)
-        verb = "delete" if rule.action == "delete" else "anonymise"
         steps.append(
             Step(
                 StepKind.APPLY,
-                f"{verb} the batch's rows in {name}",
+                f"{rule.action} the batch's rows in {name}",
                 self.apply(rule, table, key_cols),
                 name,
             )
         )
+        steps, batch_note = self.one_statement(steps, key)
         schedule = rule.schedule or self.policy.defaults.schedule
         defaults = self.policy.defaults
         return RulePlan(
@@ -265,7 +266,14 @@ class RulePlanner:
             steps=tuple(steps),
             clock=self.age(rule, table),
             whole=whole_partitions(self, rule, table, key, cut),
+            batch_note=batch_note,
         )
+
+    def one_statement(self, steps: list[Step], key: Sequence[str]) -> tuple[list[Step], str | None]:
+        """Where the database can, each batch as one statement (``one_statement.py``)."""
+        if not self.backend.one_statement_batches:
+            return steps, None
+        return fuse(steps, key)
 
     def past(self, rule: Rule, table: Table, cut: datetime) -> ColumnElement[bool]:
         """``clock < :cutoff``; for a clock read in a related row, the row's age is that

@@ -7,9 +7,7 @@ SELECT count(*) AS count_1 FROM access_log;
 SELECT count(*) AS count_1 FROM (SELECT 1 FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE LIMIT %(guard_bound)s::BIGINT) AS upto;
 -- count rows in table, up to what settles max_fraction (for run)
 SELECT count(*) AS count_1 FROM (SELECT 1 FROM access_log LIMIT %(table_bound)s::BIGINT) AS upto;
--- select and lock the first batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- select and lock the next batch
-SELECT access_log.id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND access_log.id > %(last_0)s::INTEGER ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- delete the batch's rows in access_log
-DELETE FROM access_log WHERE access_log.id = ANY (%(keys)s::INTEGER[]);
+-- the first batch in one statement: select and lock its rows, delete them
+WITH retention_chosen AS (SELECT access_log.id AS id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE), retention_applied AS (DELETE FROM access_log WHERE access_log.id = ANY (CAST((SELECT array_agg(retention_chosen.id) AS array_agg_1 FROM retention_chosen) AS INTEGER[])) RETURNING 1) SELECT retention_chosen.id, (SELECT count(*) AS count_1 FROM retention_applied) AS applied FROM retention_chosen ORDER BY retention_chosen.id;
+-- the next batch in one statement: select and lock its rows, delete them
+WITH retention_chosen AS (SELECT access_log.id AS id FROM access_log WHERE access_log.logged_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND access_log.id > %(last_0)s::INTEGER ORDER BY access_log.id LIMIT %(batch_limit)s::INTEGER FOR UPDATE), retention_applied AS (DELETE FROM access_log WHERE access_log.id = ANY (CAST((SELECT array_agg(retention_chosen.id) AS array_agg_1 FROM retention_chosen) AS INTEGER[])) RETURNING 1) SELECT retention_chosen.id, (SELECT count(*) AS count_1 FROM retention_applied) AS applied FROM retention_chosen ORDER BY retention_chosen.id;

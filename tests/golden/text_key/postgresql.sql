@@ -7,9 +7,7 @@ SELECT count(*) AS count_1 FROM sessions;
 SELECT count(*) AS count_1 FROM (SELECT 1 FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE LIMIT %(guard_bound)s::BIGINT) AS upto;
 -- count rows in table, up to what settles max_fraction (for run)
 SELECT count(*) AS count_1 FROM (SELECT 1 FROM sessions LIMIT %(table_bound)s::BIGINT) AS upto;
--- select and lock the first batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- select and lock the next batch
-SELECT sessions.token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND sessions.token > %(last_0)s::VARCHAR ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE;
--- delete the batch's rows in sessions
-DELETE FROM sessions WHERE sessions.token = ANY (%(keys)s::VARCHAR(64)[]);
+-- the first batch in one statement: select and lock its rows, delete them
+WITH retention_chosen AS (SELECT sessions.token AS token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE), retention_applied AS (DELETE FROM sessions WHERE sessions.token = ANY (CAST((SELECT array_agg(retention_chosen.token) AS array_agg_1 FROM retention_chosen) AS VARCHAR(64)[])) RETURNING 1) SELECT retention_chosen.token, (SELECT count(*) AS count_1 FROM retention_applied) AS applied FROM retention_chosen ORDER BY retention_chosen.token;
+-- the next batch in one statement: select and lock its rows, delete them
+WITH retention_chosen AS (SELECT sessions.token AS token FROM sessions WHERE sessions.created_at < %(cutoff)s::TIMESTAMP WITHOUT TIME ZONE AND sessions.token > %(last_0)s::VARCHAR ORDER BY sessions.token LIMIT %(batch_limit)s::INTEGER FOR UPDATE), retention_applied AS (DELETE FROM sessions WHERE sessions.token = ANY (CAST((SELECT array_agg(retention_chosen.token) AS array_agg_1 FROM retention_chosen) AS VARCHAR(64)[])) RETURNING 1) SELECT retention_chosen.token, (SELECT count(*) AS count_1 FROM retention_applied) AS applied FROM retention_chosen ORDER BY retention_chosen.token;
