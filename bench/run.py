@@ -836,10 +836,9 @@ def run_nothing_due(be: Backend, db: str, batch: int, tag: str) -> dict:
     """A second run over the same copy: nothing is due. The CLI, timed as a whole process."""
     policy = policy_file("delete", batch)
     cli = str(ROOT / ".venv" / "bin" / "retention")
-    _, wall, rss, rc = spawn(
-        [cli, "run", "--database", be.url(db), "--policy", str(policy), "--output", "json"],
-        log_name=tag,
-    )
+    # --now: the cutoff of the run before it, so that nothing is due (the clock has moved).
+    args = ["run", "--database", be.url(db), "--policy", str(policy), "--now", NOW.isoformat()]
+    _, wall, rss, rc = spawn([cli, *args, "--output", "json"], log_name=tag)
     api_data = run_tool(be, db, "delete", batch, tag + "-api")
     return {
         "cli_wall": wall,
