@@ -105,16 +105,23 @@ class Wanted(list[str]):
     value its parent lacks")."""
 
     def __init__(
-        self, names: Iterable[str], values: Iterable[tuple[str, str, object]] = ()
+        self,
+        names: Iterable[str],
+        values: Iterable[tuple[str, str, object]] = (),
+        clocks: Iterable[str] | None = None,
     ) -> None:
         super().__init__(names)
         self.values = list(values)
+        #: the column names the rules read as clocks (None: every date/time column)
+        self.clocks = None if clocks is None else frozenset(clocks)
 
 
 def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
     """Reflect every table of the schemas the given (possibly qualified) names live in;
     with ``Wanted`` names, also which fixed values their foreign-key parents lack."""
     values = table_names.values if isinstance(table_names, Wanted) else []
+    # Only a clock's stored values matter (schema_check): each scan reads a whole column.
+    clocks = table_names.clocks if isinstance(table_names, Wanted) else None
     table_names = list(table_names)
     schemas: set[str | None] = {None}
     for name in table_names:
@@ -137,7 +144,7 @@ def reflect(conn: Connection, table_names: Iterable[str]) -> Catalog:
     for name in dict.fromkeys(table_names):
         table = catalog.table(name)
         if table is not None:
-            for col, found in backend.odd_dates(conn, table).items():
+            for col, found in backend.odd_dates(conn, table, clocks).items():
                 odd[(table.fullname, col)] = found
     lacking = _lacking_parents(conn, catalog, values)
     return replace(catalog, odd_dates=odd, lacking_parents=lacking)

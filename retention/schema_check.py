@@ -416,4 +416,12 @@ def policy_tables(policy: Policy) -> Wanted:
         for column, strategy in (node.item.set or {}).items()
         if isinstance(strategy, ValueStrategy)
     ]
-    return Wanted([node.table for node in found], values)
+    return Wanted([node.table for node in found], values, map(_clock_column, policy.rules))
+
+
+def _clock_column(rule: Rule) -> str:
+    """The name of the column a rule's clock reads, in its table or a related one."""
+    clock = rule.clock
+    while not isinstance(clock, str):
+        clock = clock.column
+    return clock

@@ -360,6 +360,39 @@ def test_the_storage_class_check_applies_to_a_related_clock(
     assert "which would compare as text" in result.stderr
 
 
+def test_only_clock_columns_are_scanned_for_odd_values(tmp_path: Any, settings: Settings) -> None:
+    """The scan for values that compare as text reads a whole column (SQLite): validate
+    and every run scanned every date/time column of the policy's tables, a cost that
+    followed the tables' size (4.4 s of a 5 s run on a 3M-row table with 1% due). Only
+    the columns rules read as clocks are scanned; an odd value elsewhere stops nothing."""
+    from sqlalchemy import Engine, create_engine, event
+
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    odd = create_engine(url)
+    meta = helpdesk_schema()
+    meta.create_all(odd)
+    with odd.begin() as conn:
+        conn.execute(insert(meta.tables["tickets"]), ROWS["tickets"])
+        conn.execute(insert(meta.tables["threads"]), ROWS["threads"])
+        conn.execute(text("UPDATE threads SET created_at = 1700000000 WHERE id = 1"))
+    odd.dispose()
+    scanned: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "typeof(v)" in statement:
+            scanned.append(statement)
+
+    write(settings, ticket_threads())
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        result = invoke(["validate"], env(settings) | {"RETENTION_DATABASE_URL": url})
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert result.exit_code == 0, result.output
+    assert scanned and all("closed_at" in s for s in scanned), scanned
+    assert not any("created_at" in s for s in scanned)
+
+
 # --- item 3: hold_subject through a relation ------------------------------------------
 
 

@@ -13,7 +13,7 @@ registers the SQL of its own dialect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
@@ -129,9 +129,11 @@ class Backend(Protocol):
         constraints, ON DELETE actions), read from what the database enforces."""
         ...
 
-    def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
-        """The date/time columns of ``table`` holding values that do not compare in time
-        order (only where columns keep any value), by name."""
+    def odd_dates(
+        self, conn: Connection, table: Table, names: Collection[str] | None = None
+    ) -> dict[str, OddValues]:
+        """The date/time columns of ``table`` (of those ``names``, when given) holding
+        values that do not compare in time order (only where columns keep any value)."""
         ...
 
     def row_estimate(self, conn: Connection, table: Table) -> int | None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -82,7 +82,9 @@ class DefaultBackend:
     def row_estimate(self, conn: Connection, table: Table) -> int | None:
         return None  # SQLite keeps no row estimate it maintains by itself
 
-    def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
+    def odd_dates(
+        self, conn: Connection, table: Table, names: Collection[str] | None = None
+    ) -> dict[str, OddValues]:
         return {}  # the column's type is enforced
 
     def range_partitions(

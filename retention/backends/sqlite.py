@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -143,8 +143,10 @@ class SQLiteBackend(DefaultBackend):
     def supplement_reflection(self, conn: Connection, tables: Iterable[Table]) -> None:
         sqlite_catalog.supplement(conn, tables)
 
-    def odd_dates(self, conn: Connection, table: Table) -> dict[str, OddValues]:
-        return sqlite_catalog.odd_dates(conn, table)
+    def odd_dates(
+        self, conn: Connection, table: Table, names: Collection[str] | None = None
+    ) -> dict[str, OddValues]:
+        return sqlite_catalog.odd_dates(conn, table, names)
 
     def is_retryable(self, exc: DBAPIError) -> bool:
         return "database is locked" in str(exc.orig).lower()

@@ -15,7 +15,7 @@ read with the text they hold, so a key goes back exactly as stored (``types.py``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,14 +126,19 @@ def _set_on_delete(fk: ForeignKeyConstraint, action: str) -> None:
         element.ondelete = action
 
 
-def odd_dates(conn: Connection, table: Table) -> dict[str, OddValues]:
-    """The date/time columns of ``table`` holding values that are not ISO 8601 text in
-    UTC, by name: one bounded scan per column."""
+def odd_dates(
+    conn: Connection, table: Table, names: Collection[str] | None = None
+) -> dict[str, OddValues]:
+    """The date/time columns of ``table`` (of ``names``, when given) holding values that
+    are not ISO 8601 text in UTC, by name: one scan per column, stopped at the first
+    ``ODD_LIMIT`` odd values (so a whole scan where there are none: the table's size)."""
     quote = conn.dialect.identifier_preparer.quote
     name = (f"{quote(table.schema)}." if table.schema else "") + quote(table.name)
     found: dict[str, OddValues] = {}
     for col in table.columns:
         if not isinstance(col.type, DateTime | Date):
+            continue
+        if names is not None and col.name not in names:
             continue
         rows = conn.exec_driver_sql(
             f"SELECT typeof(v) FROM (SELECT {quote(col.name)} AS v FROM {name}) "
