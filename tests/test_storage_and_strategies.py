@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -399,3 +400,38 @@ def test_truncate_ip_accepts_the_address_column_types_of_postgresql_and_mariadb(
             3: ("10.1.2.0/8", "10.0.0.0/8"),
         }
     assert left == after
+
+
+@pytest.mark.parametrize(
+    ("value", "odd"),
+    [
+        ("2026-01-01", False),
+        ("2026-01-01 10:00", False),
+        ("2026-01-01 10:00:00", False),
+        ("2026-01-01 10:00:00.5", False),
+        ("2026-01-01 10:00:00.123456", False),
+        (None, False),
+        ("2026-01-01 10:00:00.", True),
+        ("2026-01-01 10:00:00.12a", True),
+        ("2026-1-1", True),
+        ("2026-01-01T10:00:00", True),
+        ("2026-01-01 10:00:00+00:00", True),
+        ("2026-01-01 10:00:0", True),
+        ("2026-01-01 10:00:00 ", True),
+        ("", True),
+        ("abc", True),
+        (1700000000, True),
+        (1.5, True),
+        (b"2026-01-01", True),
+    ],
+)
+def test_the_odd_value_test_takes_iso_utc_text_and_nothing_else(value: Any, odd: bool) -> None:
+    """The predicate the clock scan evaluates on every value (its cheap tests reordered
+    first for speed): the same verdicts, value by value, as the ISO 8601 forms say."""
+    import sqlite3
+
+    from retention.backends.sqlite_catalog import _odd
+
+    with closing(sqlite3.connect(":memory:")) as conn:
+        (found,) = conn.execute(f"SELECT {_odd()} FROM (SELECT ? AS v)", (value,)).fetchone()
+    assert bool(found) is odd
