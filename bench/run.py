@@ -923,6 +923,7 @@ def bench(args: argparse.Namespace) -> None:
     WORK.mkdir(exist_ok=True)
     results_path = Path(args.out)
     results = json.loads(results_path.read_text()) if results_path.exists() else []
+    started = datetime.now(UTC).isoformat(timespec="seconds")  # pairs runs of one command
     for n in args.rows:
         for name in args.db:
             be = BACKENDS[name](n, args.rebuild)
@@ -939,6 +940,7 @@ def bench(args: argparse.Namespace) -> None:
                         "backend": name,
                         "rows_total": n,
                         "shape": SHAPE,
+                        "invocation": started,
                         "scenario": sc,
                         "rep": rep,
                         "batch_size": args.batch_size,
@@ -1019,13 +1021,15 @@ def report(results: list[dict], since: str = "") -> str:
             "whatif-hash": "bare-hash",
         }.get(sc)
         ratio = med[(b, n, base, bs)] / m if base and (b, n, base, bs) in med else None
+
         # Side by side: the bare run of the same repetition (same --repeat loop, minutes
         # apart), divided by this run; the median of those pairs.
-        bare_by_rep = {(x["date"][:10], x["rep"]): x for x in groups.get((b, n, base, bs), [])}
+        def pair(x: dict) -> tuple:
+            return x.get("invocation", x["date"][:10]), x["rep"]
+
+        bare_by_rep = {pair(x): x for x in groups.get((b, n, base, bs), [])}
         pairs = [
-            bare_by_rep[(x["date"][:10], x["rep"])]["seconds"] / x["seconds"]
-            for x in v
-            if (x["date"][:10], x["rep"]) in bare_by_rep
+            bare_by_rep[pair(x)]["seconds"] / x["seconds"] for x in v if pair(x) in bare_by_rep
         ]
         paired = statistics.median(pairs) if pairs else None
         p99 = (
