@@ -142,9 +142,11 @@ def test_an_expired_lease_that_nobody_took_fails_its_holders_check(engine: Engin
 def test_the_heartbeat_renews_a_held_lease_past_its_length(engine: Engine) -> None:
     """A rule that pauses (sleep, lag waits) for longer than the lease keeps it."""
     ensure_audit_tables(engine, "retention_audit")
-    leases = Leases(engine, "retention_audit", OTHER, LeaseTerms(seconds=1.5, renew_seconds=0.3))
+    # 3 s of lease renewed every 0.3 s, held for 4.5 s: a renewal may come 2.7 s late (a
+    # loaded machine) and the lease still holds; without the heartbeat it would expire.
+    leases = Leases(engine, "retention_audit", OTHER, LeaseTerms(seconds=3, renew_seconds=0.3))
     with leases.heartbeat(), leases.holding(rule_lease(RULE)) as lease:
-        time.sleep(2.5)
+        time.sleep(4.5)
         with engine.begin() as conn:
             leases.check(conn, lease)  # still ours, still live
     assert not lease.lost
