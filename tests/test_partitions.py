@@ -354,7 +354,8 @@ def test_a_crash_after_the_exchange_is_recorded_by_the_next_run(
     assert len(_staging(engine)) == 1
     assert left(engine) == [4, 5, 6, 7, 8, 9, 10]  # events_2024's rows are staged
     assert whole(engine) == {}
-    api.run(settings, now=NOW)
+    (rule,) = api.run(settings, now=NOW).rules
+    assert rule.counts is not None and rule.counts.due == rule.rows == 8  # staged rows too
     assert _staging(engine) == []
     assert left(engine) == [9, 10]
     went = whole(engine)
